@@ -12,7 +12,7 @@ help:
 	@echo "make test   nbdev export/clean checks, notebook tests, integration tests"
 	@echo "make book   build the book from the latest runs into _build/html"
 
-$(STAMP): settings.ini setup.py
+$(STAMP): settings.ini setup.py pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
