@@ -20,8 +20,9 @@ check_step() {
 check_step nbdev_export nbdev_export
 check_step nbdev_clean nbdev_clean
 
+# Two notebooks run at once on two cores: one thread each, or torch oversubscribes and tiny models crawl.
 echo "== notebook tests (nbdev_test; flags slow and gpu are skipped unless R1LIT_TEST_FLAGS names them)"
-nbdev_test --n_workers "${R1LIT_NB_WORKERS:-2}" --timing ${R1LIT_TEST_FLAGS:+--flags "$R1LIT_TEST_FLAGS"}
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nbdev_test --n_workers "${R1LIT_NB_WORKERS:-2}" --timing ${R1LIT_TEST_FLAGS:+--flags "$R1LIT_TEST_FLAGS"}
 
 echo "== integration tests (pytest tests/)"
 set +e
