@@ -186,13 +186,14 @@ def chromium(tmp_path_factory):
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A scratch r1lit project: the repo's notebooks, book sources and config copied into `tmp_path`, with the fixture
-    experiment notebooks added, and `R1LIT_ROOT` pointing at it so runs never touch the real runs/ folder."""
+    experiment notebooks added next to the real ones, and `R1LIT_ROOT` pointing at it so runs never touch the real runs/ folder."""
     dst = tmp_path / "proj"
     dst.mkdir()
     for name in ("settings.ini", "_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, dst / name)
     shutil.copytree(ROOT / "book", dst / "book", ignore=shutil.ignore_patterns("_generated"))
     (dst / "nbs" / "experiments").mkdir(parents=True)
-    for nb in FIXTURES.glob("*.ipynb"): shutil.copy(nb, dst / "nbs" / "experiments" / nb.name)
+    for nb in [*(ROOT / "nbs" / "experiments").glob("*.ipynb"), *FIXTURES.glob("*.ipynb")]:
+        shutil.copy(nb, dst / "nbs" / "experiments" / nb.name)
     monkeypatch.setenv("R1LIT_ROOT", str(dst))
     return dst

@@ -58,3 +58,27 @@ def test_book_renders_in_chromium(built_book, chromium, tmp_path):
         shot.unlink(missing_ok=True)
         chromium(path.as_uri(), f"--screenshot={shot}", "--window-size=1280,1400", "--hide-scrollbars")
         assert shot.exists() and shot.stat().st_size > 10_000, shot
+
+
+def test_vsr_chapter_glue_matches_its_run(project):
+    """The real VSR notebook, run with a tiny model: every number pasted into the chapter's prose is the value of the
+    glue key it names in metrics.json of that run."""
+    tiny = dict(model_options={"family": "smolvlm", "size": "test"}, data_options={"n": 16, "n_test": 8, "trace": "grid"},
+                sft={"max_steps": 2, "batch_size": 4, "lora": False, "report_to": "none"},
+                grpo={"max_steps": 1, "batch_size": 4, "num_generations": 4, "max_completion_length": 8, "report_to": "none"},
+                eval_options={"max_new_tokens": 8, "batch_size": 8})
+    d = run("vsr", tiny, echo=False)
+    index = build_book(root=project)
+    metrics = read_json(d / "metrics.json")
+    nb = json.loads((d / "notebook.ipynb").read_text())
+    prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    keys = re.findall(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`", prose)
+    assert len(keys) >= 6, keys
+    page = (index.parent / "book" / "_generated" / "vsr.html").read_text()
+    pasted = [html.unescape(t) for t in re.findall(r'<span class="pasted-text">(.*?)</span>', page)]
+    assert len(pasted) == len(keys), (pasted, keys)
+    for k, text in zip(keys, pasted):
+        assert k in metrics or k == "vsr_setting", k
+        if k in metrics: assert text == str(metrics[k]), (k, text, metrics[k])
+    assert "{glue" not in page and "reported by the original study" in page
+    assert re.search(r'<img[^>]+src="[^"]+\.png"', page), "the accuracy figure is missing"
