@@ -27,7 +27,7 @@ def sft_steps_for(seconds: float, tmp) -> int:
     r = sft(SFTConfig(model=str(tmp / "model"), data=str(tmp / "data"), out_dir=str(tmp / "sft"), max_steps=30,
                       batch_size=16, lora=False, report_to="none", save_steps=100000))
     per_step = r.seconds / 30
-    return max(60, int(seconds / per_step))
+    return max(20, int(seconds / per_step))
 
 
 def test_slurm_vsr_tiny_completes(slurm_cluster, project, monkeypatch):
