@@ -13,9 +13,9 @@ from .core import write_json
 
 # %% auto #0
 __all__ = ['STUDY_PROMPT', 'STUDY_SUFFIX', 'YES_NO_PROMPT', 'CHOICE_PROMPT', 'COLOURS', 'SHAPES', 'RELATIONS', 'RELATION_WORDS',
-           'TAG_TOKENS', 'PAIR_TOKENS', 'COORD_TOKENS', 'DECISION_TOKENS', 'COCO_OBJECTS', 'VSR_RELATIONS',
-           'QWEN2_5_VL_TEMPLATE', 'SMOLVLM_TEMPLATE', 'INTERNVL_SYSTEM', 'INTERNVL_TEMPLATE', 'SIZES', 'FAMILIES',
-           'corpus', 'Family', 'get_family', 'build_tokenizer', 'build_tiny']
+           'TAG_TOKENS', 'PAIR_TOKENS', 'COORD_TOKENS', 'TRACE_WORDS', 'DECISION_TOKENS', 'COCO_OBJECTS',
+           'VSR_RELATIONS', 'QWEN2_5_VL_TEMPLATE', 'SMOLVLM_TEMPLATE', 'INTERNVL_SYSTEM', 'INTERNVL_TEMPLATE', 'SIZES',
+           'FAMILIES', 'corpus', 'Family', 'get_family', 'build_tokenizer', 'build_tiny']
 
 # %% ../nbs/03_tiny.ipynb #1692d214
 STUDY_PROMPT = "Is the following statement true: {caption}"
@@ -32,10 +32,15 @@ TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 PAIR_TOKENS = [f"<{a}_vs_{b}>" for a, b in itertools.product(RELATIONS, RELATIONS + ["not_next_to"])]
 # coarse coordinates of the tiny-model traces, each one token with its leading space (" x3", " y12")
 COORD_TOKENS = [f" x{i}" for i in range(16)] + [f" y{i}" for i in range(16)] + [" ,", " ;"]
+# The relation a trace has seen ("so right_of") is one token, distinct from the caption's words ("is right of"):
+# sharing " right" with the caption invites the tiny model to copy the claimed relation instead of reading the scene.
+# "scene" opens the lrc trace right after <think>, where it would otherwise split into bytes.
+TRACE_WORDS = ["scene", " left_of", " right_of", " next_to", " not_next_to"]
 # A trace ends with the (claimed, seen) pair and the answer follows at once. A tiny model learns to answer from the
-# pair far faster when the pair and the closing/opening tags are one token: it then predicts True/False directly from
-# the token that decides it. The decoded text is unchanged (longest added token wins when encoding).
-DECISION_TOKENS = [f"{p}</think><answer>" for p in PAIR_TOKENS]
+# pair far faster when the pair, its leading space and the closing/opening tags are one token: it then predicts
+# True/False directly from the token that decides it, one position after the seen relation. The decoded text is
+# unchanged (longest added token wins when encoding).
+DECISION_TOKENS = [f" {p}</think><answer>" for p in PAIR_TOKENS]
 # the words of VSR-style captions: COCO object names and spatial relations
 COCO_OBJECTS = ("person bicycle car motorcycle airplane bus train truck boat traffic light fire hydrant stop sign "
                 "parking meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag "
@@ -263,13 +268,13 @@ def build_tokenizer(family: str, vocab_size: int = 1024):
         pre_tokenizers.Split(Regex(_PRETOKENIZE_REGEX), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     bpe.decoder = decoders.ByteLevel()
-    n_added = len(TAG_TOKENS) + len(PAIR_TOKENS) + len(COORD_TOKENS) + len(DECISION_TOKENS)
+    n_added = len(TAG_TOKENS) + len(PAIR_TOKENS) + len(COORD_TOKENS) + len(TRACE_WORDS) + len(DECISION_TOKENS)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - n_added, special_tokens=fam.special_tokens,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     texts = corpus() + ([INTERNVL_SYSTEM] * 4 if family == "internvl" else ["You are a helpful assistant."] * 4)
     bpe.train_from_iterator(texts, trainer)
     bpe.add_tokens([AddedToken(t, normalized=False, special=False)
-                    for t in TAG_TOKENS + PAIR_TOKENS + COORD_TOKENS + DECISION_TOKENS])
+                    for t in TAG_TOKENS + PAIR_TOKENS + COORD_TOKENS + TRACE_WORDS + DECISION_TOKENS])
     named = {k: v for k, v in fam.named_tokens.items() if k in ("bos_token", "eos_token", "pad_token", "unk_token")}
     extra = {k: v for k, v in fam.named_tokens.items() if k not in named}
     cls = getattr(transformers, fam.tokenizer_class)
