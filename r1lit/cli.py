@@ -8,7 +8,7 @@ import argparse, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DEMO_RUN', 'parse_params', 'demo_summary', 'format_demo', 'build_parser', 'main']
+__all__ = ['DEMO_RUN', 'parse_params', 'demo_summary', 'format_demo', 'demo_setting', 'format_setting', 'build_parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #96e3ff98
 def _tiny_model(a):
@@ -139,6 +139,50 @@ def format_demo(summary: dict) -> str:
     lines.append("wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["seconds"].items()))
     return "\n".join(lines)
 
+def demo_setting(run_dir: str | Path) -> dict:
+    "What a finished demo run trained and tested: the scenes, the tiny model and each training stage, read from its outputs."
+    from r1lit.core import read_json
+    run_dir = Path(run_dir)
+    def _read(rel):
+        f = run_dir/rel
+        return read_json(f) if f.exists() else {}
+    data = _read("data/r1lit_dataset.json")
+    out = {"scenes": {**{k: data.get("config", {}).get(k) for k in ("image_size", "n_objects", "layout", "coord_grid",
+                                                                     "colours", "shapes", "relations", "trace")},
+                      "n_train": data.get("n"), "n_test": data.get("n_test"), "shifted_style": data.get("shifted_style")},
+           "model": _read("base_model/random/r1lit_tiny.json")}
+    wu = _read("base_model/warmup/warmup.json").get("config", {})
+    if wu: out["warmup"] = {k: wu.get(k) for k in ("steps", "batch_size", "learning_rate")}
+    if (pres := _read("base_model/presence_data/r1lit_dataset.json")): out["instruct_data"] = {"task": "presence", "n": pres.get("n")}
+    keys = ("max_steps", "batch_size", "learning_rate", "train_vision", "lora")
+    for stage, rel in (("instruct", "base_model/instruct/train_config.json"), ("sft", "sft/train_config.json"),
+                       ("grpo", "grpo/train_config.json")):
+        c = _read(rel)
+        if c: out[stage] = {k: c.get(k) for k in keys + (("num_generations", "temperature", "beta", "rewards")
+                                                          if stage == "grpo" else ())}
+    return out
+
+def format_setting(st: dict) -> str:
+    "One paragraph naming the demo's scene settings, model and step counts."
+    sc, m, parts = st.get("scenes", {}), st.get("model", {}), []
+    if m: parts.append(f"model: tiny {m.get('family')} built from random initialisation, "
+                       f"{m.get('n_params', 0) / 1e6:.2f} M parameters")
+    if sc.get("image_size"):
+        grid = f" on a {sc['coord_grid']}x{sc['coord_grid']} grid" if sc.get("layout") == "grid" else ""
+        parts.append(f"scenes: {sc['image_size']} px, {sc['n_objects']} objects{grid}, {len(sc['colours'])} colours, "
+                     f"{len(sc['shapes'])} shapes, relations {', '.join(sc['relations'])}; trace {sc['trace']}; "
+                     f"{sc['n_train']} training scenes, {sc['n_test']} per test split (shifted = {sc['shifted_style']} style)")
+    if (w := st.get("warmup")): parts.append(f"vision warm-up {w['steps']} steps x {w['batch_size']}")
+    for stage in ("instruct", "sft", "grpo"):
+        if not (c := st.get(stage)): continue
+        extra = (f", {c['num_generations']} generations, T {c['temperature']}, beta {c['beta']}, rewards "
+                 + " + ".join(f"{k} x {v}" for k, v in c["rewards"].items())) if stage == "grpo" else ""
+        vision = "vision trained" if c["train_vision"] else "vision frozen"
+        if stage == "instruct" and (d := st.get("instruct_data")): extra = f", on {d['n']} {d['task']} statements"
+        parts.append(f"{stage} {c['max_steps']} steps x {c['batch_size']}, lr {c['learning_rate']:g}, "
+                     f"{'LoRA' if c['lora'] else 'full'}, {vision}{extra}")
+    return "\n".join(f"  {p}" for p in parts)
+
 def _demo(a):
     import shutil, time
     from r1lit.core import project_root, read_json, write_json
@@ -157,7 +201,10 @@ def _demo(a):
     full = read_json(run_dir/"summary.json")
     summary = demo_summary(full)
     write_json(root/"runs"/"demo"/"summary.json", summary)
+    setting = demo_setting(run_dir)
+    write_json(root/"runs"/"demo"/"setting.json", setting)
     print("\nr1lit demo: tiny model trained from scratch on synthetic scenes (not a result about real VLMs)\n")
+    print("setting:\n" + format_setting(setting) + "\n")
     print(format_demo({**summary, "alignment": full.get("alignment", {})}))
     print(f"\nsummary: {root/'runs'/'demo'/'summary.json'}")
     if not a.no_book:
