@@ -207,15 +207,36 @@ def _sft_trainer_class():
         Why this override: TRL 1.16 computes every SFT loss through its fused LM head, which tiles the vocabulary for
         Triton kernels; on CPU its torch fallback made a training step of the demo's tiny model about a third slower
         (forward + backward 0.32 s against 0.24 s, measured side by side). The loss is the same negative
-        log-likelihood of the completion tokens (tested below); on CPU TRL's entropy and token-accuracy metrics are
-        not logged. Anywhere else TRL's own path runs unchanged."""
+        log-likelihood of the completion tokens, and TRL's logged metrics (entropy, token accuracy, token count) are
+        computed from the completion positions' logits (both tested below). Anywhere else TRL's own path runs
+        unchanged."""
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if self.args.device.type != "cpu":
                 return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
             inputs["use_cache"] = False
-            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            loss, outputs = Trainer.compute_loss(self, model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+            self._token_metrics(inputs, outputs.logits)
+            return (loss, outputs) if return_outputs else loss
+
+        def _token_metrics(self, inputs, logits):
+            # the metrics TRL 1.16 logs from its fused head, kept in its own `_metrics` / `_total_train_tokens`
+            import torch
+            mode = "train" if self.model.training else "eval"
+            labels = inputs["labels"][:, 1:]
+            mask = labels != -100
+            gather = self.accelerator.gather_for_metrics
+            with torch.no_grad():
+                logp = logits[:, :-1][mask].float().log_softmax(-1)
+                n = gather(mask.sum()).sum()
+                entropy = gather(-(logp.exp() * logp).sum()).sum()
+                correct = gather((logp.argmax(-1) == labels[mask]).sum()).sum()
+            self._metrics[mode]["entropy"].append((entropy / n).item() if n > 0 else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append((correct / n).item() if n > 0 else 0.0)
+            if mode == "train" and "attention_mask" in inputs:
+                self._total_train_tokens += gather(inputs["attention_mask"].sum()).sum().item()
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
     return R1litSFTTrainer
 
 def sft_trainer(cfg: SFTConfig, callbacks: list | None = None):
