@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
+from .core import Preempted, PREEMPT_EXIT_CODE
 
 # %% auto #0
 __all__ = ['DEMO_RUN', 'parse_params', 'demo_summary', 'format_demo', 'demo_setting', 'format_setting', 'build_parser', 'main']
@@ -357,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr); return 130
+    except Preempted as e:                    # a run stopped by a signal or the scheduler: resumable, not an error
+        print(f"r1lit {args.command}: {e}", file=sys.stderr); return PREEMPT_EXIT_CODE
     except (ValueError, FileNotFoundError) as e:
         print(f"r1lit {args.command}: error: {e}", file=sys.stderr); return 2
     return int(rc or 0)

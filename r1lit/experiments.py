@@ -14,11 +14,11 @@ import yaml
 from .core import (write_json, read_json, project_root, redact, PREEMPT_ENV, PREEMPT_EXIT_CODE, Preempted)
 
 # %% auto #0
-__all__ = ['RUN_DIR_ENV', 'STATES', 'VERSIONED', 'PREEMPT_FILE', 'DEFAULT_PROFILE', 'RunFailed', 'experiments_dir',
-           'experiment_notebook', 'parse_value', 'load_params', 'run_id', 'git_state', 'package_versions', 'provenance',
-           'run_dir_from_env', 'save_metrics', 'read_run', 'update_run', 'run', 'new_notebook', 'SlurmSpec',
-           'slurm_spec', 'job_command', 'write_sbatch', 'submit', 'slurm_state', 'headline', 'status', 'format_status',
-           'add_run_args', 'run_cli', 'status_cli', 'main']
+__all__ = ['RUN_DIR_ENV', 'STATES', 'VERSIONED', 'PREEMPT_FILE', 'STOP_GRACE_ENV', 'DEFAULT_PROFILE', 'RunFailed',
+           'experiments_dir', 'experiment_notebook', 'parse_value', 'load_params', 'run_id', 'git_state',
+           'package_versions', 'provenance', 'run_dir_from_env', 'save_metrics', 'read_run', 'update_run', 'run',
+           'new_notebook', 'SlurmSpec', 'slurm_spec', 'job_command', 'write_sbatch', 'submit', 'slurm_state',
+           'headline', 'status', 'format_status', 'add_run_args', 'run_cli', 'status_cli', 'main']
 
 # %% ../nbs/11_experiments.ipynb #b6378b02
 RUN_DIR_ENV = "R1LIT_RUN_DIR"
@@ -207,6 +207,66 @@ def _seed(nb: Path, params: dict):
     try: return ast.literal_eval(default) if default is not None else None
     except (ValueError, SyntaxError): return default
 
+STOP_GRACE_ENV = "R1LIT_STOP_GRACE"  # seconds an interrupted run gets to checkpoint before its kernel is interrupted
+
+def _stop_tree(p: subprocess.Popen, wait: float = 10.0):
+    """Stop runner process `p` and everything under it, gently first: interrupt the kernel (papermill then saves the
+    notebook with the traceback, shuts the kernel down and exits), then SIGTERM, then SIGKILL, `wait` s apart."""
+    import signal, time, psutil
+    try: kids = psutil.Process(p.pid).children(recursive=True)
+    except psutil.NoSuchProcess: kids = []
+    def alive():
+        out = []
+        for k in kids:
+            try:
+                if k.is_running() and k.status() != psutil.STATUS_ZOMBIE: out.append(k)
+            except psutil.NoSuchProcess: pass
+        return out
+    for sig, runner_too in ((signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGKILL, True)):
+        for k in alive():
+            try: k.send_signal(sig)
+            except psutil.NoSuchProcess: pass
+        if runner_too and p.poll() is None:
+            try: os.kill(p.pid, sig)
+            except ProcessLookupError: pass
+        deadline = time.time() + wait
+        while time.time() < deadline and (p.poll() is None or alive()): time.sleep(0.2)
+        if p.poll() is not None and not alive(): return
+
+class _StopOnSignal:
+    """While a run executes here: the first SIGINT or SIGTERM raises the preemption flag, so a notebook that polls
+    `preempt_requested()` (r1lit's SFT and GRPO trainers and its evaluation do) checkpoints and stops; after `grace`
+    seconds, or at a second signal, `_stop_tree` interrupts the kernel. The notebook, the log and run.json are written either way and no kernel is
+    left running. Signal handlers can only be set in the main thread; elsewhere this only cleans up."""
+    def __init__(self, p: subprocess.Popen, flag: Path, grace: float):
+        self.p, self.flag, self.grace, self.signalled, self._old, self._timer = p, flag, grace, None, {}, None
+    def __enter__(self):
+        import signal, threading
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM): self._old[s] = signal.signal(s, self._on_signal)
+        return self
+    def _stop_soon(self, delay: float = 0.0):
+        import threading
+        self._timer = threading.Timer(delay, _stop_tree, args=(self.p,)); self._timer.daemon = True; self._timer.start()
+    def _on_signal(self, signum, frame):
+        import signal
+        if self.signalled is None:
+            self.signalled = signal.Signals(signum).name
+            self.flag.parent.mkdir(parents=True, exist_ok=True); self.flag.touch()
+            print(f"[r1lit] {self.signalled}: asking the run to checkpoint and stop; its kernel is interrupted in "
+                  f"{self.grace:g} s, or at once on a second signal", file=sys.stderr, flush=True)
+            self._stop_soon(self.grace)
+        else:
+            if self._timer: self._timer.cancel()
+            self._stop_soon()
+    def __exit__(self, *exc):
+        import signal
+        for s, h in self._old.items():
+            if h is not None: signal.signal(s, h)
+        if self.p.poll() is None: _stop_tree(self.p)   # the runner itself raised: leave nothing running
+        if self._timer: self._timer.cancel()
+        return False
+
 def _execute(name, nb, run_dir: Path, params: dict, resume: bool, root: Path, echo: bool) -> Path:
     preempt = run_dir/PREEMPT_FILE
     preempt.unlink(missing_ok=True)           # a flag left by the previous attempt must not stop this one
@@ -223,20 +283,25 @@ def _execute(name, nb, run_dir: Path, params: dict, resume: bool, root: Path, ec
     with open(run_dir/"log.txt", "a", encoding="utf-8") as log:
         log.write(f"== r1lit run {name} {run_dir.name} attempt {len(rec.get('attempts', [])) + 1} at {attempt['start']}"
                   f"{' (resume)' if resume else ''}\n")
+        # its own session: a terminal's Ctrl-C reaches this process only, which stops the run in order (_StopOnSignal)
         p = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             errors="replace")
-        for line in p.stdout:
-            line = redact(line)
-            log.write(line); log.flush(); log_lines.append(line)
-            if echo: print(line, end="", flush=True)
-        rc = p.wait()
-    state = "done" if rc == 0 else "preempted" if preempt.exists() else "failed"
+                             errors="replace", start_new_session=True)
+        with _StopOnSignal(p, Path(env[PREEMPT_ENV]), float(os.environ.get(STOP_GRACE_ENV, 120))) as stop:
+            for line in p.stdout:
+                line = redact(line)
+                log.write(line); log.flush(); log_lines.append(line)
+                if echo: print(line, end="", flush=True)
+            rc = p.wait()
+    state = "done" if rc == 0 else "preempted" if preempt.exists() or stop.signalled else "failed"
     error = None if rc == 0 else _last_error("".join(log_lines[-400:])) or f"papermill exited with status {rc}"
-    attempt.update(end=_now(), state=state, returncode=rc)
+    if rc != 0 and stop.signalled: error = f"stopped by {stop.signalled}"
+    attempt.update(end=_now(), state=state, returncode=rc, signal=stop.signalled)
     rec = read_run(run_dir)
     update_run(run_dir, state=state, end=attempt["end"], error=error, attempts=[*rec.get("attempts", []), attempt])
     if state == "preempted":
-        e = Preempted(f"{run_dir}: preempted; rerun with resume to continue from the last checkpoint"); e.run_dir = run_dir
+        why = f"stopped by {stop.signalled}" if stop.signalled else "preempted"
+        e = Preempted(f"{run_dir}: {why}; `r1lit run {name} --run-dir {run_dir} --resume` continues from the last "
+                      "checkpoint"); e.run_dir = run_dir
         raise e
     if state == "failed": raise RunFailed(f"{run_dir}: experiment {name} failed: {error}", run_dir)
     return run_dir
@@ -261,7 +326,7 @@ def _scratch_project(nbs: dict[str, dict]) -> Path:
     for n, nb in nbs.items(): (d/"nbs"/"experiments"/f"{n}.ipynb").write_text(json.dumps(nb))
     return d
 
-# %% ../nbs/11_experiments.ipynb #c02e82fd
+# %% ../nbs/11_experiments.ipynb #50a29304
 @dataclass
 class SlurmSpec:
     "Resources and site settings of a SLURM job. Load them from a profile with `slurm_spec`, never write them in code."
@@ -301,7 +366,7 @@ def slurm_spec(profile: str | Path | None = None, **overrides) -> SlurmSpec:
         if isinstance(data.get(k), str): data[k] = [data[k]]
     return SlurmSpec(**data)
 
-# %% ../nbs/11_experiments.ipynb #98daedbd
+# %% ../nbs/11_experiments.ipynb #6f1ba78b
 def job_command(python: str | None = None) -> str:
     """How the job script calls r1lit: the `r1lit` console script of this environment when its CLI has the `run`
     command, else this python calling `r1lit.experiments.main` (the same `run` arguments)."""
@@ -352,7 +417,7 @@ def write_sbatch(name: str, run_dir: str | Path, spec: SlurmSpec, root: str | Pa
              "exit $rc", ""]
     return "\n".join(lines)
 
-# %% ../nbs/11_experiments.ipynb #0638c3a6
+# %% ../nbs/11_experiments.ipynb #a9b11ad5
 def _launch_lines(spec: SlurmSpec) -> list[str]:
     "Job-script lines exporting the launch settings of `r1lit.distributed` (none for a one-process job)."
     nodes = int(spec.nodes)
@@ -373,7 +438,7 @@ def _launch_lines(spec: SlurmSpec) -> list[str]:
     lines.append(f"#   {'on every node: ' if nodes > 1 else ''}{show(accelerate_command('sft', 'OUT_DIR/launch.json', s, '$SLURM_NODEID' if nodes > 1 else 0))}")
     return lines
 
-# %% ../nbs/11_experiments.ipynb #3a0f4361
+# %% ../nbs/11_experiments.ipynb #cdc4b8d8
 def submit(name: str, run_dir: str | Path, spec: SlurmSpec, root: str | Path | None = None) -> Path:
     "Write `job.sh` into `run_dir`, submit it with sbatch, record the job id; returns the run folder."
     run_dir = Path(run_dir)
@@ -386,7 +451,7 @@ def submit(name: str, run_dir: str | Path, spec: SlurmSpec, root: str | Path | N
     update_run(run_dir, state="queued", slurm_job_id=job, submitted=_now(), slurm=asdict(spec))
     return run_dir
 
-# %% ../nbs/11_experiments.ipynb #cffa74c1
+# %% ../nbs/11_experiments.ipynb #a89e2ca1
 _SLURM_STATE = {"PENDING": "queued", "REQUEUED": "queued", "REQUEUE_HOLD": "queued", "REQUEUE_FED": "queued",
                 "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running", "SUSPENDED": "running",
                 "PREEMPTED": "preempted", "COMPLETED": "done", "FAILED": "failed", "TIMEOUT": "failed",
@@ -436,7 +501,7 @@ def format_status(rows: list[dict]) -> str:
     w = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(row)).rstrip() for row in table)
 
-# %% ../nbs/11_experiments.ipynb #0544f4fe
+# %% ../nbs/11_experiments.ipynb #c55564b3
 def add_run_args(p):
     "Declare `r1lit run`'s arguments on argparse parser `p`."
     p.add_argument("experiment", help="experiment notebook name in nbs/experiments/")
