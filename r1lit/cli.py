@@ -49,8 +49,10 @@ def _loader_options(p):
 
 def _eval(a):
     from r1lit.evaluate import evaluate_cli
-    evaluate_cli(model=a.model, data=a.data, split=a.split, out=a.out, batch_size=a.batch_size,
-                 max_new_tokens=a.max_new_tokens, limit=a.limit, prompt_style=a.prompt_style)
+    from r1lit.core import checkpoint_on_signal
+    with checkpoint_on_signal(Path(a.out)/"PREEMPT"):            # Ctrl-C / SIGTERM: keep the finished records, stop
+        evaluate_cli(model=a.model, data=a.data, split=a.split, out=a.out, batch_size=a.batch_size,
+                     max_new_tokens=a.max_new_tokens, limit=a.limit, prompt_style=a.prompt_style)
 
 def parse_params(pairs: list[list[str]] | None, files: list[Path] | None = None) -> dict:
     "Merge YAML parameter files and `-p key value` pairs (values parsed as YAML: `-p lr 1e-4` gives a float)."
@@ -81,7 +83,9 @@ def _train(a):
     cfg = train.preset(a.preset, a.kind, **params) if a.preset else {"sft": train.SFTConfig, "grpo": train.GRPOConfig}[a.kind].from_dict(params)
     if a.resume: cfg.resume = True
     if not cfg.model or not cfg.data: raise ValueError("set at least -p model PATH_OR_ID and -p data DATASET_DIR")
-    res = (train.sft if a.kind == "sft" else train.grpo)(cfg)
+    from r1lit.core import checkpoint_on_signal
+    with checkpoint_on_signal(Path(cfg.out_dir)/"PREEMPT"):   # Ctrl-C / SIGTERM: save a checkpoint, then stop
+        res = (train.sft if a.kind == "sft" else train.grpo)(cfg)
     print(f"{a.kind}: {res.global_step} steps in {res.seconds:.1f} s; model saved to {res.model_dir}")
 
 def _merge_lora(a):
@@ -359,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr); return 130
     except Preempted as e:                    # a run stopped by a signal or the scheduler: resumable, not an error
-        print(f"r1lit {args.command}: {e}", file=sys.stderr); return PREEMPT_EXIT_CODE
+        hint = {"train": "; add --resume to continue", "eval": "; the same command continues it"}.get(args.command, "")
+        print(f"r1lit {args.command}: {e}{hint}", file=sys.stderr); return PREEMPT_EXIT_CODE
     except (ValueError, FileNotFoundError) as e:
         print(f"r1lit {args.command}: error: {e}", file=sys.stderr); return 2
     return int(rc or 0)

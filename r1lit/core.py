@@ -10,7 +10,7 @@ from typing import Any, Iterable, Iterator
 
 # %% auto #0
 __all__ = ['PREEMPT_ENV', 'PREEMPT_EXIT_CODE', 'write_json', 'read_json', 'append_jsonl', 'read_jsonl', 'project_root',
-           'load_env', 'secret_values', 'redact', 'Preempted', 'preempt_requested', 'Settings']
+           'load_env', 'secret_values', 'redact', 'Preempted', 'preempt_requested', 'checkpoint_on_signal', 'Settings']
 
 # %% ../nbs/00_core.ipynb #15b9610b
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
@@ -111,6 +111,33 @@ def preempt_requested() -> bool:
     return bool(p) and Path(p).exists()
 
 # %% ../nbs/00_core.ipynb #04d430d6
+import contextlib
+
+@contextlib.contextmanager
+def checkpoint_on_signal(flag: str | Path):
+    """Within the block, the first SIGINT or SIGTERM creates the preemption flag (`$R1LIT_PREEMPT_FILE` if set, else
+    `flag`, which then becomes it), so r1lit's trainers and evaluation save their work and raise `Preempted`; a second
+    signal raises `KeyboardInterrupt`. Handlers can only be set in the main thread; elsewhere the block runs as is."""
+    import signal, sys, threading
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    had = PREEMPT_ENV in os.environ
+    path = Path(os.environ.setdefault(PREEMPT_ENV, str(Path(flag).resolve())))
+    path.unlink(missing_ok=True)      # a flag left by an earlier stop must not stop this run
+    seen = []
+    def on_signal(signum, frame):
+        if seen: raise KeyboardInterrupt
+        seen.append(signum)
+        path.parent.mkdir(parents=True, exist_ok=True); path.touch()
+        print(f"[r1lit] {signal.Signals(signum).name}: saving the work in progress, then stopping "
+              "(a second signal stops at once)", file=sys.stderr, flush=True)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
+        if not had: del os.environ[PREEMPT_ENV]
+        if not seen: path.unlink(missing_ok=True)
+
+# %% ../nbs/00_core.ipynb #d620c94f
 import dataclasses
 
 class Settings:

@@ -1,8 +1,8 @@
-"""`r1lit run` interrupted by a signal (Ctrl-C in a terminal, `kill`, a scheduler's SIGTERM).
+"""`r1lit run` and `r1lit train` interrupted by a signal (Ctrl-C in a terminal, `kill`, a scheduler's SIGTERM).
 
-The first signal asks the notebook to checkpoint and stop; the run is then recorded as preempted, its notebook and log
-are kept, no kernel outlives it, and `--resume` finishes the work without repeating a step. A notebook that does not
-poll the flag has its kernel interrupted after the grace period."""
+The first signal asks the work to checkpoint and stop; a run is then recorded as preempted, its notebook and log are
+kept, no kernel outlives it, and `--resume` finishes the work without repeating a step. A notebook that does not poll
+the flag has its kernel interrupted after the grace period. `r1lit train` saves a checkpoint at the signal."""
 import json
 import os
 import signal
@@ -109,3 +109,32 @@ def test_a_cell_that_ignores_the_flag_is_interrupted(project, start):
     assert printed.strip() == "working", printed
     assert [o["ename"] for o in cell["outputs"] if o["output_type"] == "error"] == ["KeyboardInterrupt"]
     assert "working" in (run_dir / "log.txt").read_text()
+
+
+def test_sigterm_to_r1lit_train_saves_a_checkpoint_and_resume_continues(tmp_path, start):
+    model, data, out = tmp_path / "model", tmp_path / "data", tmp_path / "sft"
+    for args in (["tiny-model", "smolvlm", str(model)], ["data", "synthetic", str(data), "--n", "32", "--n-test", "4"]):
+        r = subprocess.run(R1LIT + args, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+    common = ["train", "sft", "-p", "model", str(model), "-p", "data", str(data), "-p", "out_dir", str(out),
+              "-p", "batch_size", "2", "-p", "lora", "false", "-p", "report_to", "none", "-p", "save_steps", "100000"]
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:
+        p = subprocess.Popen(R1LIT + common + ["-p", "max_steps", "100000"], stdout=f, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: "it/s]" in log.read_text() or "s/it]" in log.read_text(), 120, "training steps")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == PREEMPT_EXIT_CODE, log.read_text()[-2000:]
+    finally:
+        if p.poll() is None: p.kill()
+    text = log.read_text()
+    assert "saving the work in progress" in text and "add --resume to continue" in text, text[-2000:]
+    ckpts = sorted(out.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
+    assert len(ckpts) == 1 and not (out / "result.json").exists(), ckpts
+    step = int(ckpts[0].name.split("-")[1])
+    assert step >= 1 and (ckpts[0] / "optimizer.pt").exists() and (ckpts[0] / "scheduler.pt").exists()
+    r = subprocess.run(R1LIT + common + ["-p", "max_steps", str(step + 3), "--resume"], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert f"resuming sft from {ckpts[0]}" in r.stdout + r.stderr
+    assert read_json(out / "result.json")["global_step"] == step + 3
