@@ -114,30 +114,40 @@ def preempt_requested() -> bool:
 import contextlib
 
 @contextlib.contextmanager
-def checkpoint_on_signal(flag: str | Path):
+def checkpoint_on_signal(flag: str | Path, stop=None, grace: float | None = None):
     """Within the block, the first SIGINT or SIGTERM creates the preemption flag (`$R1LIT_PREEMPT_FILE` if set, else
-    `flag`, which then becomes it), so r1lit's trainers and evaluation save their work and raise `Preempted`; a second
-    signal raises `KeyboardInterrupt`. Handlers can only be set in the main thread; elsewhere the block runs as is."""
+    `flag`, which then becomes it), so r1lit's trainers and evaluation save their work and raise `Preempted`. A second
+    signal calls `stop()` in a thread (default: raises `KeyboardInterrupt`); so does the end of `grace` seconds after
+    the first, if given. Yields a dict whose "signal" names the first signal caught, or None. Handlers can only be set
+    in the main thread; elsewhere the block runs as is."""
     import signal, sys, threading
-    if threading.current_thread() is not threading.main_thread(): yield; return
+    caught = {"signal": None}
+    if threading.current_thread() is not threading.main_thread(): yield caught; return
     had = PREEMPT_ENV in os.environ
     path = Path(os.environ.setdefault(PREEMPT_ENV, str(Path(flag).resolve())))
     path.unlink(missing_ok=True)      # a flag left by an earlier stop must not stop this run
-    seen = []
+    timers = []
+    def stop_soon(delay=0.0):
+        for t in timers: t.cancel()
+        timers.append(threading.Timer(delay, stop)); timers[-1].daemon = True; timers[-1].start()
     def on_signal(signum, frame):
-        if seen: raise KeyboardInterrupt
-        seen.append(signum)
+        if caught["signal"] is not None:
+            if stop is None: raise KeyboardInterrupt
+            return stop_soon()
+        caught["signal"] = signal.Signals(signum).name
         path.parent.mkdir(parents=True, exist_ok=True); path.touch()
-        print(f"[r1lit] {signal.Signals(signum).name}: saving the work in progress, then stopping "
+        later = f"; stopping hard in {grace:g} s" if stop is not None and grace is not None else ""
+        print(f"[r1lit] {caught['signal']}: saving the work in progress, then stopping{later} "
               "(a second signal stops at once)", file=sys.stderr, flush=True)
+        if stop is not None and grace is not None: stop_soon(grace)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try: yield
+    try: yield caught
     finally:
+        for t in timers: t.cancel()
         for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
         if not had: del os.environ[PREEMPT_ENV]
-        if not seen: path.unlink(missing_ok=True)
 
-# %% ../nbs/00_core.ipynb #d620c94f
+# %% ../nbs/00_core.ipynb #6523028c
 import dataclasses
 
 class Settings:

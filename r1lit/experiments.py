@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from .core import (write_json, read_json, project_root, redact, PREEMPT_ENV, PREEMPT_EXIT_CODE, Preempted)
+from .core import (write_json, read_json, project_root, redact, PREEMPT_ENV, PREEMPT_EXIT_CODE, Preempted,
+                        checkpoint_on_signal)
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'STATES', 'VERSIONED', 'PREEMPT_FILE', 'STOP_GRACE_ENV', 'DEFAULT_PROFILE', 'RunFailed',
@@ -233,40 +234,6 @@ def _stop_tree(p: subprocess.Popen, wait: float = 10.0):
         while time.time() < deadline and (p.poll() is None or alive()): time.sleep(0.2)
         if p.poll() is not None and not alive(): return
 
-class _StopOnSignal:
-    """While a run executes here: the first SIGINT or SIGTERM raises the preemption flag, so a notebook that polls
-    `preempt_requested()` (r1lit's SFT and GRPO trainers and its evaluation do) checkpoints and stops; after `grace`
-    seconds, or at a second signal, `_stop_tree` interrupts the kernel. The notebook, the log and run.json are written either way and no kernel is
-    left running. Signal handlers can only be set in the main thread; elsewhere this only cleans up."""
-    def __init__(self, p: subprocess.Popen, flag: Path, grace: float):
-        self.p, self.flag, self.grace, self.signalled, self._old, self._timer = p, flag, grace, None, {}, None
-    def __enter__(self):
-        import signal, threading
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM): self._old[s] = signal.signal(s, self._on_signal)
-        return self
-    def _stop_soon(self, delay: float = 0.0):
-        import threading
-        self._timer = threading.Timer(delay, _stop_tree, args=(self.p,)); self._timer.daemon = True; self._timer.start()
-    def _on_signal(self, signum, frame):
-        import signal
-        if self.signalled is None:
-            self.signalled = signal.Signals(signum).name
-            self.flag.parent.mkdir(parents=True, exist_ok=True); self.flag.touch()
-            print(f"[r1lit] {self.signalled}: asking the run to checkpoint and stop; its kernel is interrupted in "
-                  f"{self.grace:g} s, or at once on a second signal", file=sys.stderr, flush=True)
-            self._stop_soon(self.grace)
-        else:
-            if self._timer: self._timer.cancel()
-            self._stop_soon()
-    def __exit__(self, *exc):
-        import signal
-        for s, h in self._old.items():
-            if h is not None: signal.signal(s, h)
-        if self.p.poll() is None: _stop_tree(self.p)   # the runner itself raised: leave nothing running
-        if self._timer: self._timer.cancel()
-        return False
-
 def _execute(name, nb, run_dir: Path, params: dict, resume: bool, root: Path, echo: bool) -> Path:
     preempt = run_dir/PREEMPT_FILE
     preempt.unlink(missing_ok=True)           # a flag left by the previous attempt must not stop this one
@@ -283,23 +250,29 @@ def _execute(name, nb, run_dir: Path, params: dict, resume: bool, root: Path, ec
     with open(run_dir/"log.txt", "a", encoding="utf-8") as log:
         log.write(f"== r1lit run {name} {run_dir.name} attempt {len(rec.get('attempts', [])) + 1} at {attempt['start']}"
                   f"{' (resume)' if resume else ''}\n")
-        # its own session: a terminal's Ctrl-C reaches this process only, which stops the run in order (_StopOnSignal)
+        # Its own session: a terminal's Ctrl-C reaches this process only. The first signal raises the preemption flag
+        # the notebook polls; a second one, or the end of the grace period, interrupts the kernel (`_stop_tree`).
         p = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              errors="replace", start_new_session=True)
-        with _StopOnSignal(p, Path(env[PREEMPT_ENV]), float(os.environ.get(STOP_GRACE_ENV, 120))) as stop:
-            for line in p.stdout:
-                line = redact(line)
-                log.write(line); log.flush(); log_lines.append(line)
-                if echo: print(line, end="", flush=True)
-            rc = p.wait()
-    state = "done" if rc == 0 else "preempted" if preempt.exists() or stop.signalled else "failed"
+        with checkpoint_on_signal(env[PREEMPT_ENV], stop=lambda: _stop_tree(p),
+                                  grace=float(os.environ.get(STOP_GRACE_ENV, 120))) as caught:
+            try:
+                for line in p.stdout:
+                    line = redact(line)
+                    log.write(line); log.flush(); log_lines.append(line)
+                    if echo: print(line, end="", flush=True)
+                rc = p.wait()
+            finally:
+                if p.poll() is None: _stop_tree(p)    # this process failed: leave nothing running
+    signalled = caught["signal"]
+    state = "done" if rc == 0 else "preempted" if preempt.exists() or signalled else "failed"
     error = None if rc == 0 else _last_error("".join(log_lines[-400:])) or f"papermill exited with status {rc}"
-    if rc != 0 and stop.signalled: error = f"stopped by {stop.signalled}"
-    attempt.update(end=_now(), state=state, returncode=rc, signal=stop.signalled)
+    if rc != 0 and signalled: error = f"stopped by {signalled}"
+    attempt.update(end=_now(), state=state, returncode=rc, signal=signalled)
     rec = read_run(run_dir)
     update_run(run_dir, state=state, end=attempt["end"], error=error, attempts=[*rec.get("attempts", []), attempt])
     if state == "preempted":
-        why = f"stopped by {stop.signalled}" if stop.signalled else "preempted"
+        why = f"stopped by {signalled}" if signalled else "preempted"
         e = Preempted(f"{run_dir}: {why}; `r1lit run {name} --run-dir {run_dir} --resume` continues from the last "
                       "checkpoint"); e.run_dir = run_dir
         raise e

@@ -66,7 +66,7 @@ def test_sigterm_checkpoints_and_resume_finishes(project, start):
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=90)
     assert p.returncode == PREEMPT_EXIT_CODE, out
-    assert "SIGTERM: asking the run to checkpoint" in out and "--resume" in out, out
+    assert "SIGTERM: saving the work in progress" in out and "--resume" in out, out
     wait_until(lambda: all_gone(procs), 20, "the runner and its kernel to exit")
 
     rec = read_run(run_dir)
