@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
-from .core import Preempted, PREEMPT_EXIT_CODE
+from .core import Preempted, PREEMPT_EXIT_CODE, checkpoint_on_signal
 
 # %% auto #0
 __all__ = ['DEMO_RUN', 'parse_params', 'demo_summary', 'format_demo', 'demo_setting', 'format_setting', 'build_parser', 'main']
@@ -49,7 +49,6 @@ def _loader_options(p):
 
 def _eval(a):
     from r1lit.evaluate import evaluate_cli
-    from r1lit.core import checkpoint_on_signal
     with checkpoint_on_signal(Path(a.out)/"PREEMPT"):            # Ctrl-C / SIGTERM: keep the finished records, stop
         evaluate_cli(model=a.model, data=a.data, split=a.split, out=a.out, batch_size=a.batch_size,
                      max_new_tokens=a.max_new_tokens, limit=a.limit, prompt_style=a.prompt_style)
@@ -83,7 +82,6 @@ def _train(a):
     cfg = train.preset(a.preset, a.kind, **params) if a.preset else {"sft": train.SFTConfig, "grpo": train.GRPOConfig}[a.kind].from_dict(params)
     if a.resume: cfg.resume = True
     if not cfg.model or not cfg.data: raise ValueError("set at least -p model PATH_OR_ID and -p data DATASET_DIR")
-    from r1lit.core import checkpoint_on_signal
     with checkpoint_on_signal(Path(cfg.out_dir)/"PREEMPT"):   # Ctrl-C / SIGTERM: save a checkpoint, then stop
         res = (train.sft if a.kind == "sft" else train.grpo)(cfg)
     print(f"{a.kind}: {res.global_step} steps in {res.seconds:.1f} s; model saved to {res.model_dir}")
