@@ -16,8 +16,8 @@ from tqdm import tqdm
 from .data import check_nonempty, dataset_info, load_dataset_dir, save_dataset, to_dataset
 
 # %% auto #0
-__all__ = ['log', 'CUE_COLOURS', 'relation_level', 'bias_level', 'keep_indices', 'text_bias', 'keep_ratio_for_level', 'cue_box',
-           'read_cue', 'vision_bias', 'build_biased', 'data_bias_cli']
+__all__ = ['log', 'CUE_COLOURS', 'relation_level', 'bias_level', 'relation_majority', 'keep_indices', 'text_bias',
+           'keep_ratio_for_level', 'cue_box', 'read_cue', 'vision_bias', 'build_biased', 'data_bias_cli']
 
 # %% ../nbs/01b_bias.ipynb #1115de06
 log = logging.getLogger("r1lit.bias")
@@ -40,6 +40,17 @@ def relation_level(relations: list[str], answers: list[str], where: str = "bias_
 def bias_level(ds: Dataset) -> float:
     "The study's text-bias level of `ds`: train accuracy of a logistic regression on the one-hot `relation`."
     return relation_level(ds["relation"], ds["answer"], f"bias_level ({getattr(ds, 'split', None) or 'dataset'})")
+
+# %% ../nbs/01b_bias.ipynb #b1a5c002
+def relation_majority(relations, answers) -> dict[str, str]:
+    "The majority label of each relation (relations with a tie are left out): the text shortcut of a training split."
+    c: dict[str, dict[str, int]] = {}
+    for r, a in zip(relations, answers): c.setdefault(r, {}); c[r][a] = c[r].get(a, 0) + 1
+    out = {}
+    for r, n in c.items():
+        top = sorted(n.items(), key=lambda kv: -kv[1])
+        if len(top) == 1 or top[0][1] > top[1][1]: out[r] = top[0][0]
+    return out
 
 # %% ../nbs/01b_bias.ipynb #daa4ce5e
 def keep_indices(relations: list[str], answers: list[str], keep_ratio: float, seed: int = 0) -> tuple[list[int], dict]:

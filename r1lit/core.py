@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 # %% auto #0
-__all__ = ['PREEMPT_ENV', 'PREEMPT_EXIT_CODE', 'write_json', 'read_json', 'append_jsonl', 'read_jsonl', 'project_root',
-           'load_env', 'secret_values', 'redact', 'Preempted', 'preempt_requested', 'checkpoint_on_signal', 'Settings']
+__all__ = ['PREEMPT_ENV', 'PREEMPT_EXIT_CODE', 'LAUNCH_ENV', 'CONFIGS', 'write_json', 'read_json', 'append_jsonl', 'read_jsonl',
+           'repair_jsonl_tail', 'project_root', 'load_env', 'secret_values', 'redact', 'Preempted', 'preempt_requested',
+           'checkpoint_on_signal', 'Settings', 'LaunchSettings', 'config_dir', 'config_path']
 
 # %% ../nbs/00_core.ipynb #15b9610b
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
@@ -64,6 +65,14 @@ def read_jsonl(path: str | Path, strict: bool = False) -> Iterator[dict]:
         except json.JSONDecodeError as e:
             if i == len(lines) and not strict: return
             raise ValueError(f"{path}, line {i}: not valid JSON ({e})") from None
+
+def repair_jsonl_tail(path: str | Path) -> None:
+    "Cut a torn last line (a crash in mid-write) from a JSONL file, so that appending continues cleanly."
+    path = Path(path)
+    if not path.exists(): return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f: f.truncate(data.rfind(b"\n") + 1)
 
 # %% ../nbs/00_core.ipynb #194a772a
 def project_root(start: str | Path | None = None) -> Path:
@@ -160,3 +169,58 @@ class Settings:
         return cls(**d)
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
+
+# %% ../nbs/00_core.ipynb #52f1c62d
+LAUNCH_ENV = {"num_processes": "R1LIT_NUM_PROCESSES", "num_machines": "R1LIT_NUM_MACHINES",
+              "main_addr": "R1LIT_MAIN_ADDR", "main_port": "R1LIT_MAIN_PORT", "config": "R1LIT_ACCELERATE_CONFIG",
+              "cpu": "R1LIT_CPU"}
+
+@dataclasses.dataclass
+class LaunchSettings:
+    "How many processes a training stage runs on, and where. `num_processes` counts all processes on all machines."
+    num_processes: int = 1
+    num_machines: int = 1
+    main_addr: str | None = None      # first host of the job; needed with several machines
+    main_port: int = 29500
+    config: str = "ddp"               # a name in nbs/accelerate/ or a path
+    cpu: bool = False                 # processes on CPU with the gloo backend (tests, machines without GPUs)
+
+    def __post_init__(self):
+        self.num_processes, self.num_machines, self.main_port = int(self.num_processes), int(self.num_machines), int(self.main_port)
+        self.cpu = self.cpu if isinstance(self.cpu, bool) else str(self.cpu).lower() in ("1", "true", "yes")
+        if self.num_processes < 1 or self.num_machines < 1: raise ValueError(f"need at least one process and one machine: {self}")
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"{self.num_processes} processes do not divide evenly over {self.num_machines} machines")
+        if self.num_machines > 1 and not self.main_addr: raise ValueError("several machines need main_addr (the first host of the job)")
+
+    @property
+    def distributed(self) -> bool: return self.num_processes > 1
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "LaunchSettings":
+        "Settings from the `R1LIT_*` variables of `env` (default: os.environ); defaults for those not set."
+        env = os.environ if env is None else env
+        return cls(**{k: env[v] for k, v in LAUNCH_ENV.items() if env.get(v) not in (None, "")})
+
+    def to_env(self) -> dict:
+        "The `R1LIT_*` variables that `from_env` reads back."
+        return {LAUNCH_ENV[k]: str(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(self).items() if v is not None}
+
+# %% ../nbs/00_core.ipynb #dc3e202c
+CONFIGS = ("single_gpu", "ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")
+
+def config_dir(root: str | Path | None = None) -> Path:
+    "The folder of accelerate configuration files: `nbs/accelerate/` under the project root."
+    return Path(root or project_root())/"nbs"/"accelerate"
+
+def config_path(name: str | Path, root: str | Path | None = None) -> Path:
+    "Path of accelerate config `name` (one of `CONFIGS`, or a path to a YAML file)."
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml", ".json"):
+        if not p.exists(): raise FileNotFoundError(f"accelerate config {p} does not exist")
+        return p.resolve()
+    p = config_dir(root)/f"{name}.yaml"
+    if not p.exists():
+        have = sorted(q.stem for q in config_dir(root).glob("*.yaml")) if config_dir(root).exists() else []
+        raise FileNotFoundError(f"no accelerate config {name!r}: {p} does not exist (configs: {', '.join(have) or 'none'})")
+    return p

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #0aed886c
 from __future__ import annotations
-import json, logging, math, warnings
+import io, json, logging, math, warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -12,10 +12,12 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Features, Image, List, Value, load_from_disk
 
 from .core import read_json, write_json
+from .records import duplicates
 
 # %% auto #0
 __all__ = ['BOX_FEATURE', 'FEATURES', 'STRING_FIELDS', 'log', 'INFO_FILE', 'validate_row', 'to_dataset', 'validate_dataset',
-           'subsample', 'check_nonempty', 'save_dataset', 'load_dataset_dir', 'dataset_info']
+           'subsample', 'check_nonempty', 'save_dataset', 'load_dataset_dir', 'dataset_info', 'load_split',
+           'decode_image']
 
 # %% ../nbs/01_data.ipynb #c0e8e69a
 BOX_FEATURE = {"label": Value("string"), "bbox": List(Value("float32"), length=4)}
@@ -142,3 +144,34 @@ def dataset_info(path: str | Path) -> dict:
     "The `r1lit_dataset.json` of a dataset folder (`{}` if it has none)."
     p = Path(path)/INFO_FILE
     return read_json(p) if p.exists() else {}
+
+# %% ../nbs/01_data.ipynb #7757cdd3
+def load_split(data, split: str = "test", limit: int | None = None) -> Dataset:
+    "The `split` of `data` (a `save_to_disk` folder, a DatasetDict or a Dataset), images left undecoded, ids checked unique."
+    where = str(data) if isinstance(data, (str, Path)) else type(data).__name__
+    if isinstance(data, (str, Path)): data = load_dataset_dir(data)
+    if isinstance(data, DatasetDict):
+        if split not in data: raise ValueError(f"{where}: no split {split!r}; splits are {sorted(data)}")
+        ds = data[split]
+    elif isinstance(data, Dataset): ds = data
+    else: raise TypeError(f"data must be a dataset folder, DatasetDict or Dataset, not {type(data).__name__}")
+    if "image" in ds.column_names: ds = ds.cast_column("image", Image(decode=False))
+    if limit is not None: ds = ds.select(range(min(limit, len(ds))))
+    dup = duplicates(ds["id"])
+    if dup:
+        raise ValueError(f"{where} split {split!r}: {len(dup)} duplicate ids (e.g. {dup[:3]}); each sample must count once")
+    return ds
+
+def decode_image(cell, where: str):
+    "Decode one undecoded image cell (`{'bytes', 'path'}`) to an RGB PIL image, naming `where` on failure."
+    from PIL import Image as PILImage
+    try:
+        if cell is None: raise ValueError("the row has no image")
+        if isinstance(cell, PILImage.Image): im = cell
+        elif cell.get("bytes") is not None: im = PILImage.open(io.BytesIO(cell["bytes"]))
+        elif cell.get("path"): im = PILImage.open(cell["path"])
+        else: raise ValueError("the image cell has neither bytes nor a path")
+        im.load()
+        return im.convert("RGB")
+    except Exception as e:
+        raise ValueError(f"{where}: image could not be decoded ({type(e).__name__}: {e})") from None

@@ -4,93 +4,39 @@
 
 # %% ../nbs/09_evaluate.ipynb #cc997641
 from __future__ import annotations
-import io, json, time
+import json, time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable
 
-from .core import append_jsonl, read_jsonl, write_json, read_json, preempt_requested, Preempted, PREEMPT_ENV
+from .core import (append_jsonl, read_jsonl, write_json, read_json, repair_jsonl_tail, preempt_requested,
+                        Preempted, PREEMPT_ENV)
+from .data import load_split, decode_image
+from .records import RECORD_KEYS, RESPONSES_FILE, read_records, check_unique, outcomes
+from .stats import wilson, paired_test
+from .parsing import extract_answer, normalize_answer, normalize_choices, is_choice_answer
+from .rewards import answers_match, format_ok
+from .prompts import prompt_messages
+from . import models
 
 # %% auto #0
-__all__ = ['RECORD_KEYS', 'GOLD_FIELDS', 'load_split', 'decode_image', 'wilson', 'score', 'check_fractions', 'compare',
-           'evaluate', 'evaluate_cli']
+__all__ = ['GOLD_FIELDS', 'score', 'check_fractions', 'compare', 'evaluate', 'evaluate_cli']
 
 # %% ../nbs/09_evaluate.ipynb #7757cdd3
-RECORD_KEYS = ("id", "prompt", "response", "answer", "gold", "correct", "format_ok", "error", "seconds",
-               "relation", "split")
 GOLD_FIELDS = ("answer", "reasoning", "boxes")  # blanked before a prompt is built: the gold never reaches the model
-
-def _duplicates(ids) -> list:
-    "Every id that occurs again after its first occurrence, in order."
-    seen, dup = set(), []
-    for i in ids:
-        if i in seen: dup.append(i)
-        seen.add(i)
-    return dup
-
-def load_split(data, split: str = "test", limit: int | None = None):
-    "The `split` of `data` (a `save_to_disk` folder, a DatasetDict or a Dataset), images left undecoded, ids checked unique."
-    from datasets import Dataset, DatasetDict, Image, load_from_disk
-    where = str(data) if isinstance(data, (str, Path)) else type(data).__name__
-    if isinstance(data, (str, Path)):
-        if not Path(data).exists(): raise FileNotFoundError(f"{data}: no such dataset folder")
-        data = load_from_disk(str(data))
-    if isinstance(data, DatasetDict):
-        if split not in data: raise ValueError(f"{where}: no split {split!r}; splits are {sorted(data)}")
-        ds = data[split]
-    elif isinstance(data, Dataset): ds = data
-    else: raise TypeError(f"data must be a dataset folder, DatasetDict or Dataset, not {type(data).__name__}")
-    if "image" in ds.column_names: ds = ds.cast_column("image", Image(decode=False))
-    if limit is not None: ds = ds.select(range(min(limit, len(ds))))
-    dup = _duplicates(ds["id"])
-    if dup:
-        raise ValueError(f"{where} split {split!r}: {len(dup)} duplicate ids (e.g. {dup[:3]}); each sample must count once")
-    return ds
-
-def decode_image(cell, where: str):
-    "Decode one undecoded image cell (`{'bytes', 'path'}`) to an RGB PIL image, naming `where` on failure."
-    from PIL import Image as PILImage
-    try:
-        if cell is None: raise ValueError("the row has no image")
-        if isinstance(cell, PILImage.Image): im = cell
-        elif cell.get("bytes") is not None: im = PILImage.open(io.BytesIO(cell["bytes"]))
-        elif cell.get("path"): im = PILImage.open(cell["path"])
-        else: raise ValueError("the image cell has neither bytes nor a path")
-        im.load()
-        return im.convert("RGB")
-    except Exception as e:
-        raise ValueError(f"{where}: image could not be decoded ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/09_evaluate.ipynb #f143029b
 def _answer_key(text: str | None, gold: str) -> str:
     "Normalised form used in the confusion matrix: option letters for multiple choice, else `normalize_answer`."
-    from r1lit.parsing import normalize_answer, normalize_choices, is_choice_answer
     if text is None: return "none"
     if is_choice_answer(gold): return ", ".join(sorted(normalize_choices(text))) or "none"
     return normalize_answer(text) or "none"
 
-def wilson(k: int, n: int) -> list[float]:
-    "Wilson 95% interval for `k` successes out of `n`, as fractions."
-    from statsmodels.stats.proportion import proportion_confint
-    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
-    return [float(lo), float(hi)]
-
-def _records(responses) -> list[dict]:
-    if isinstance(responses, (str, Path)):
-        p = Path(responses)
-        return list(read_jsonl(p/"responses.jsonl" if p.is_dir() else p))
-    return list(responses)
-
-def _check_unique(recs: list[dict], where: str):
-    dup = _duplicates([r["id"] for r in recs])
-    if dup:
-        raise ValueError(f"{where}: {len(dup)} ids occur more than once (e.g. {dup[:3]}); a sample must count once")
-
 def score(responses) -> dict:
     "Summary of response records (a list, a responses.jsonl, or its folder): n, n_failed, accuracy, ci95, format, per_relation, confusion."
-    recs = _records(responses)
+    recs = read_records(responses)
     if not recs: raise ValueError("score: no responses to score")
-    _check_unique(recs, "score")
+    check_unique(recs, "score")
     ok = [bool(r["correct"]) and r.get("error") is None for r in recs]
     n, k = len(recs), sum(ok)
     out = {"n": n, "n_failed": sum(r.get("error") is not None for r in recs), "n_correct": k,
@@ -125,68 +71,46 @@ def check_fractions(scores: dict) -> dict:
 
 # %% ../nbs/09_evaluate.ipynb #98e600a4
 def compare(a, b) -> dict:
-    "McNemar's paired test between two evaluations (records, responses.jsonl or their folders) over the same ids."
-    from statsmodels.stats.contingency_tables import mcnemar
-    ra, rb = _records(a), _records(b)
-    _check_unique(ra, "compare (a)"); _check_unique(rb, "compare (b)")
-    ca = {r["id"]: bool(r["correct"]) and r.get("error") is None for r in ra}
-    cb = {r["id"]: bool(r["correct"]) and r.get("error") is None for r in rb}
-    if set(ca) != set(cb):
-        only_a, only_b = sorted(set(ca) - set(cb)), sorted(set(cb) - set(ca))
-        raise ValueError(f"compare: the evaluations cover different samples: a has {len(ca)} ids, b has {len(cb)}; "
-                         f"{len(only_a)} only in a (e.g. {only_a[:3]}), {len(only_b)} only in b (e.g. {only_b[:3]})")
-    if not ca: raise ValueError("compare: no responses to compare")
-    both = sum(ca[i] and cb[i] for i in ca); neither = sum(not ca[i] and not cb[i] for i in ca)
-    a_only = sum(ca[i] and not cb[i] for i in ca); b_only = sum(cb[i] and not ca[i] for i in ca)
-    exact = a_only + b_only < 25
-    res = mcnemar([[both, a_only], [b_only, neither]], exact=exact, correction=True)
-    n = len(ca)
-    return {"n": n, "accuracy_a": (both + a_only) / n, "accuracy_b": (both + b_only) / n,
-            "difference": (b_only - a_only) / n, "both_correct": both, "neither_correct": neither,
-            "only_a_correct": a_only, "only_b_correct": b_only, "exact": exact,
-            "statistic": float(res.statistic), "pvalue": float(res.pvalue)}
+    "Paired comparison of evaluation B with A (records, responses.jsonl or their folders) over the same ids."
+    return paired_test(outcomes(a, "compare (a)"), outcomes(b, "compare (b)"), where="compare")
 
 # %% ../nbs/09_evaluate.ipynb #a8dfeb37
-def _repair_tail(path: Path):
-    "Cut a torn last line (a crash in mid-write) from a JSONL file, so that appending continues cleanly."
-    if not path.exists(): return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f: f.truncate(data.rfind(b"\n") + 1)
-
 def _model_name(model_or_path) -> str:
     if isinstance(model_or_path, (str, Path)): return str(model_or_path)
     m = model_or_path[0]
     return str(getattr(m.config, "_name_or_path", "") or type(m).__name__)
 
-def _build_inputs(row: dict, index: int, prompt_style: str, where: str):
-    "Decode the row's image and build its conversation from the row with the gold fields blanked."
-    from r1lit.prompts import prompt_messages
+def _build_inputs(row: dict, index: int, prompt_style: str, where: str, prefix: str | None = None):
+    """Decode the row's image and build its conversation from the row with the gold fields blanked; with `prefix`, the
+    assistant's answer is forced to start with it."""
     image = decode_image(row.get("image"), f"{where} row {index} (id {row['id']})")
     masked = {**row, "image": image, **{k: ([] if k == "boxes" else "") for k in GOLD_FIELDS if k in row}}
-    return prompt_messages(masked, prompt_style), image
+    conv = prompt_messages(masked, prompt_style)
+    if prefix: conv = conv + [{"role": "assistant", "content": [{"type": "text", "text": prefix}]}]
+    return conv, image
 
 def _err(e: BaseException) -> str: return f"{type(e).__name__}: {e}"
 
 def evaluate(model_or_path, data, split: str = "test", out_dir: str | Path | None = None,
              prompt_style: str = "reasoning", batch_size: int = 16, max_new_tokens: int = 64,
              limit: int | None = None, progress: bool = True, generate_fn: Callable | None = None,
-             after_batch: Callable[[int], None] | None = None) -> dict:
+             after_batch: Callable[[int], None] | None = None, prefix: Callable[[dict], str] | None = None,
+             prefix_name: str | None = None) -> dict:
     """Evaluate a model on `split` of `data`; write `out_dir/responses.jsonl` and `out_dir/scores.json`; return the scores.
 
     `model_or_path` is a hub id, a local folder, or a loaded `(model, processor, adapter)`. `generate_fn(conversations,
     images) -> list[str]` replaces generation (default: `r1lit.models.generate`, greedy); `after_batch(k)` is called
-    after the k-th batch is saved. Both exist for tests and instrumentation."""
+    after the k-th batch is saved. Both exist for tests and instrumentation. `prefix(row)` forces the start of each
+    answer (an intervention: the model continues from it, and the record's response is the prefix and the
+    continuation); `prefix_name` names it in `run.json`."""
     from tqdm.auto import tqdm
-    from r1lit import models
-    from r1lit.parsing import extract_answer
-    from r1lit.rewards import answers_match, format_ok
     if out_dir is None: raise ValueError("evaluate: out_dir is required (responses.jsonl and scores.json go there)")
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     ds = load_split(data, split, limit)
     where = str(data) if isinstance(data, (str, Path)) else f"{split} split"
     config = {"model": _model_name(model_or_path), "data": str(data) if isinstance(data, (str, Path)) else None,
-              "split": split, "prompt_style": prompt_style, "max_new_tokens": max_new_tokens, "limit": limit}
+              "split": split, "prompt_style": prompt_style, "max_new_tokens": max_new_tokens, "limit": limit,
+              "prefix": prefix_name or (getattr(prefix, "__name__", "prefix") if prefix else None)}
     run_file = out/"run.json"
     if run_file.exists():
         old = read_json(run_file)
@@ -194,10 +118,9 @@ def evaluate(model_or_path, data, split: str = "test", out_dir: str | Path | Non
         if diff: raise ValueError(f"{run_file}: this folder holds an evaluation of something else {diff}; use a new out_dir")
     else: write_json(run_file, config)
 
-    resp = out/"responses.jsonl"
-    _repair_tail(resp)
-    done = list(read_jsonl(resp))
-    _check_unique(done, str(resp))
+    resp = out/RESPONSES_FILE
+    repair_jsonl_tail(resp)
+    done = check_unique(list(read_jsonl(resp)), str(resp))
     ids = ds["id"]
     stray = sorted({r["id"] for r in done} - set(ids))
     if stray: raise ValueError(f"{resp}: {len(stray)} recorded ids are not in the split (e.g. {stray[:3]}); use a new out_dir")
@@ -218,7 +141,8 @@ def evaluate(model_or_path, data, split: str = "test", out_dir: str | Path | Non
             it = dict(id=row["id"], prompt=None, response=None, answer=None, gold=row["answer"], correct=False,
                       format_ok=False, error=None, seconds=0.0, relation=row.get("relation", ""), split=row.get("split", split))
             try:
-                it["_conv"], it["_image"] = _build_inputs(row, i, prompt_style, where)
+                it["_prefix"] = prefix(row) if prefix else ""
+                it["_conv"], it["_image"] = _build_inputs(row, i, prompt_style, where, it["_prefix"])
                 it["prompt"] = models.render_prompt(processor, it["_conv"])
             except Exception as e: it["error"] = _err(e)
             items.append(it)
@@ -229,15 +153,15 @@ def evaluate(model_or_path, data, split: str = "test", out_dir: str | Path | Non
                 texts = generate_fn([it["_conv"] for it in ok], [it["_image"] for it in ok])
                 if len(texts) != len(ok): raise RuntimeError(f"generation returned {len(texts)} texts for {len(ok)} samples")
                 dt = (time.perf_counter() - t0) / len(ok)
-                for it, t in zip(ok, texts): it["response"], it["seconds"] = t, dt
+                for it, t in zip(ok, texts): it["response"], it["seconds"] = it["_prefix"] + t, dt
             except Exception:
                 for it in ok:   # one bad sample must not fail its batch: retry each alone
                     t1 = time.perf_counter()
-                    try: it["response"] = generate_fn([it["_conv"]], [it["_image"]])[0]
+                    try: it["response"] = it["_prefix"] + generate_fn([it["_conv"]], [it["_image"]])[0]
                     except Exception as e: it["error"] = _err(e)
                     it["seconds"] = time.perf_counter() - t1
         for it in items:
-            it.pop("_conv", None); it.pop("_image", None)
+            it.pop("_conv", None); it.pop("_image", None); it.pop("_prefix", None)
             if it["error"] is None:
                 it["answer"] = extract_answer(it["response"])
                 it["correct"] = bool(answers_match(it["answer"], it["gold"]))

@@ -12,14 +12,15 @@ from typing import Any
 import yaml
 
 from .core import (write_json, read_json, project_root, redact, PREEMPT_ENV, PREEMPT_EXIT_CODE, Preempted,
-                        checkpoint_on_signal)
+                        checkpoint_on_signal, LaunchSettings, config_path)
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'STATES', 'VERSIONED', 'PREEMPT_FILE', 'STOP_GRACE_ENV', 'DEFAULT_PROFILE', 'RunFailed',
            'experiments_dir', 'experiment_notebook', 'parse_value', 'load_params', 'run_id', 'git_state',
-           'package_versions', 'provenance', 'run_dir_from_env', 'save_metrics', 'read_run', 'update_run', 'run',
-           'new_notebook', 'SlurmSpec', 'slurm_spec', 'job_command', 'write_sbatch', 'submit', 'slurm_state',
-           'headline', 'status', 'format_status', 'add_run_args', 'run_cli', 'status_cli', 'main']
+           'package_versions', 'provenance', 'run_dir_from_env', 'save_metrics', 'flatten', 'read_run', 'update_run',
+           'choose_run', 'resolve_run', 'run', 'new_notebook', 'scratch_project', 'SlurmSpec', 'slurm_spec',
+           'job_command', 'write_sbatch', 'submit', 'slurm_state', 'headline', 'status', 'format_status',
+           'add_run_args', 'run_cli', 'status_cli', 'main']
 
 # %% ../nbs/11_experiments.ipynb #b6378b02
 RUN_DIR_ENV = "R1LIT_RUN_DIR"
@@ -111,6 +112,17 @@ def save_metrics(metrics: dict, run_dir: str | Path | None = None) -> Path:
     if not isinstance(metrics, dict): raise TypeError(f"save_metrics expects a dict, got {type(metrics).__name__}")
     return write_json(d/"metrics.json", metrics)
 
+def flatten(d: dict, prefix: str = "") -> dict:
+    "Scalars of nested metrics under `a_b_c` keys (the keys a chapter glues); a two-number `ci95` becomes `..._ci_low`, `..._ci_high`."
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}".replace("/", "_").replace(" ", "_").replace("-", "_")
+        if isinstance(v, dict): out.update(flatten(v, key + "_"))
+        elif k == "ci95" and isinstance(v, (list, tuple)) and len(v) == 2:
+            out[f"{prefix}ci_low"], out[f"{prefix}ci_high"] = v
+        elif isinstance(v, (int, float, str, bool)) or v is None: out[key] = v
+    return out
+
 # %% ../nbs/11_experiments.ipynb #39df3e8b
 def _now() -> str: return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -125,6 +137,34 @@ def update_run(run_dir: str | Path, **fields) -> dict:
     rec = {**read_run(run_dir), **fields}
     write_json(Path(run_dir)/"run.json", rec)
     return rec
+
+# %% ../nbs/11_experiments.ipynb #5ebfafd7
+def choose_run(experiment: str, run: str = "latest", runs: str | Path | None = None) -> Path | None:
+    "The run folder of `experiment` named `run` (a run id, or `latest`: the newest finished run; None when there is none)."
+    runs = Path(runs) if runs else project_root()/"runs"
+    d = runs/experiment
+    if run != "latest":
+        p = d/run
+        if not (p/"run.json").exists(): raise FileNotFoundError(f"run {p} named in the book manifest does not exist")
+        st = read_run(p).get("state")
+        if st != "done": raise ValueError(f"run {p} named in the book manifest is {st}, not done")
+        return p
+    done = [p for p in d.glob("*/run.json") if read_run(p.parent).get("state") == "done"
+            and (p.parent/"notebook.ipynb").exists()]
+    if not done: return None
+    return max(done, key=lambda p: (read_run(p.parent).get("end") or "", p.parent.name)).parent
+
+def resolve_run(spec: str | Path) -> Path:
+    "A finished run folder from a path or `EXPERIMENT:RUN` (RUN a run id or `latest`)."
+    s = str(spec)
+    if ":" in s and not Path(s).exists():
+        exp, run = s.split(":", 1)
+        d = choose_run(exp, run)
+        if d is None: raise FileNotFoundError(f"{spec}: experiment {exp!r} has no finished run")
+        return d
+    if not (Path(s)/"run.json").exists() and not (Path(s)/"results.json").exists():
+        raise FileNotFoundError(f"{spec}: not a run folder (no run.json or results.json inside)")
+    return Path(s)
 
 # %% ../nbs/11_experiments.ipynb #d0b97f01
 class _RedactingIO:
@@ -292,8 +332,10 @@ def new_notebook(cells: list[tuple[str, str]], parameters: str = "resume = False
                          "language_info": {"name": "python"}},
             "nbformat": 4, "nbformat_minor": 5}
 
-def _scratch_project(nbs: dict[str, dict]) -> Path:
-    d = Path(_tf.mkdtemp())/"proj"
+def scratch_project(nbs: dict[str, dict]) -> Path:
+    "A throwaway project folder holding the experiment notebooks `nbs` (`{name: notebook dict}`), for examples and tests."
+    import tempfile
+    d = Path(tempfile.mkdtemp())/"proj"
     (d/"nbs"/"experiments").mkdir(parents=True)
     (d/"settings.ini").write_text("[DEFAULT]\n")
     for n, nb in nbs.items(): (d/"nbs"/"experiments"/f"{n}.ipynb").write_text(json.dumps(nb))
@@ -392,24 +434,18 @@ def write_sbatch(name: str, run_dir: str | Path, spec: SlurmSpec, root: str | Pa
 
 # %% ../nbs/11_experiments.ipynb #a9b11ad5
 def _launch_lines(spec: SlurmSpec) -> list[str]:
-    "Job-script lines exporting the launch settings of `r1lit.distributed` (none for a one-process job)."
+    "Job-script lines exporting the launch settings (`r1lit.core.LaunchSettings`) of a multi-process job."
     nodes = int(spec.nodes)
     per_node = int(spec.processes or spec.gpus or 1)
     lines = ["export NCCL_NVLS_ENABLE=0"]
     if nodes * per_node == 1: return lines
-    from r1lit.distributed import LaunchSettings, launch_command, accelerate_command, config_path
     config_path(spec.accelerate_config)   # fail at submission, not in the job, on a missing config
-    lines += [f"export R1LIT_NUM_PROCESSES={nodes * per_node}", f"export R1LIT_NUM_MACHINES={nodes}",
-              f"export R1LIT_ACCELERATE_CONFIG={shlex.quote(spec.accelerate_config)}",
-              'export R1LIT_MAIN_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-              "export R1LIT_MAIN_PORT=$((29500 + SLURM_JOB_ID % 1000))"]
-    if not spec.gpus: lines.append("export R1LIT_CPU=1")
-    s = LaunchSettings(nodes * per_node, nodes, "$R1LIT_MAIN_ADDR", 0, spec.accelerate_config, not spec.gpus)
-    show = lambda cmd: " ".join(cmd).replace("--main_process_port 0", "--main_process_port $R1LIT_MAIN_PORT")
-    lines.append("# the training cell (r1lit.distributed.train_stage) runs:")
-    if nodes > 1: lines.append(f"#   {show(launch_command('sft', 'OUT_DIR/launch.json', s))}  (grpo likewise)")
-    lines.append(f"#   {'on every node: ' if nodes > 1 else ''}{show(accelerate_command('sft', 'OUT_DIR/launch.json', s, '$SLURM_NODEID' if nodes > 1 else 0))}")
-    return lines
+    env = LaunchSettings(nodes * per_node, nodes, "$R1LIT_MAIN_ADDR", 0, spec.accelerate_config, not spec.gpus).to_env()
+    env.update(R1LIT_MAIN_ADDR='$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+               R1LIT_MAIN_PORT="$((29500 + SLURM_JOB_ID % 1000))", R1LIT_ACCELERATE_CONFIG=shlex.quote(spec.accelerate_config))
+    if not spec.gpus: env["R1LIT_CPU"] = "1"
+    else: env.pop("R1LIT_CPU", None)
+    return lines + [f"export {k}={v}" for k, v in env.items()]
 
 # %% ../nbs/11_experiments.ipynb #cdc4b8d8
 def submit(name: str, run_dir: str | Path, spec: SlurmSpec, root: str | Path | None = None) -> Path:

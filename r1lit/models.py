@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 # %% auto #0
 __all__ = ['ADAPTERS', 'KEEP_TAGS', 'Adapter', 'detect_family', 'smart_resize', 'model_input_size', 'to_model_frame',
-           'to_original_frame', 'load', 'get_module', 'vision_tower', 'lora_targets', 'render_prompt',
-           'decode_completion', 'generate']
+           'to_original_frame', 'apply_image_budget', 'load', 'get_module', 'vision_tower', 'lora_targets',
+           'render_prompt', 'decode_completion', 'images_arg', 'generate', 'BoxFrame', 'box_frame']
 
 # %% ../nbs/07_models.ipynb #2bed044a
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def _set_size(ip, **kw):
     import dataclasses
     ip.size = dataclasses.replace(ip.size, **kw) if dataclasses.is_dataclass(ip.size) else {**dict(ip.size or {}), **kw}
 
-def _apply_image_budget(processor, adapter: Adapter):
+def apply_image_budget(processor, adapter: Adapter):
     "Lower the processor's image budget to the adapter's caps; a smaller saved budget is kept."
     ip = getattr(processor, "image_processor", None)
     if ip is None: return processor
@@ -162,7 +162,7 @@ def load(path_or_id: str | Path, device: str | None = None, dtype=None):
     proc_src = path_or_id if (p/"preprocessor_config.json").exists() or (p/"processor_config.json").exists() or not lora else base
     processor = AutoProcessor.from_pretrained(proc_src)
     processor.tokenizer.padding_side = "left"
-    return model, _apply_image_budget(processor, adapter), adapter
+    return model, apply_image_budget(processor, adapter), adapter
 
 # %% ../nbs/07_models.ipynb #876ed067
 def get_module(model, path: str):
@@ -197,8 +197,10 @@ def lora_targets(model, family: str | None = None) -> str:
 KEEP_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 def render_prompt(processor, conversation: list[dict]) -> str:
-    "The text a conversation becomes under the processor's chat template, ready for the assistant's turn."
-    return processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    """The text a conversation becomes under the processor's chat template, ready for the assistant's turn. A
+    conversation that ends with an assistant message is continued from it: the start of the answer is forced."""
+    cont = conversation[-1]["role"] == "assistant"
+    return processor.apply_chat_template(conversation, add_generation_prompt=not cont, continue_final_message=cont, tokenize=False)
 
 def _drop_ids(tokenizer) -> set[int]:
     "Ids of special tokens (registered or added as special), except the reasoning and answer tags."
@@ -214,7 +216,7 @@ def decode_completion(tokenizer, ids: Sequence[int]) -> str:
     drop = _drop_ids(tokenizer)
     return tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
 
-def _images_arg(processor, images):
+def images_arg(processor, images):
     "Idefics3/SmolVLM want one list of images per sample; the Qwen and InternVL processors a flat list."
     name = type(processor).__name__
     return [[im] for im in images] if ("Idefics3" in name or "SmolVLM" in name) else list(images)
@@ -233,7 +235,7 @@ def generate(model, processor, conversations: Sequence[list[dict]], images: Sequ
     for s in range(0, len(conversations), batch_size):
         convs, ims = conversations[s:s + batch_size], images[s:s + batch_size]
         texts = [render_prompt(processor, c) for c in convs]
-        inputs = processor(text=texts, images=_images_arg(processor, ims), return_tensors="pt", padding=True)
+        inputs = processor(text=texts, images=images_arg(processor, ims), return_tensors="pt", padding=True)
         inputs = inputs.to(model.device)
         if "pixel_values" in inputs: inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         with torch.inference_mode():
@@ -243,3 +245,41 @@ def generate(model, processor, conversations: Sequence[list[dict]], images: Sequ
         out += [tok.decode([i for i in ids if i not in drop], skip_special_tokens=False) for ids in new]
         del seq, inputs
     return out
+
+# %% ../nbs/07_models.ipynb #3cd69f1e
+@dataclass
+class BoxFrame:
+    "How one model's boxes relate to original-image pixels."
+    family: str
+    frame: str                  # "input_pixels" | "norm1000"
+    processor: Any = None       # needed for "input_pixels"
+
+    def input_size(self, orig_size: tuple[int, int]) -> tuple[int, int] | None:
+        "`(width, height)` of the model's input image for an original image of `orig_size` (None for norm1000)."
+        return model_input_size(self.processor, tuple(orig_size)) if self.frame == "input_pixels" else None
+
+    def to_model(self, box: Sequence[float], orig_size: tuple[int, int]) -> list[float]:
+        "An original-pixel box in the model's frame."
+        return to_model_frame(list(box)[:4], tuple(orig_size), self.input_size(orig_size), frame=self.frame)
+
+    def to_original(self, box: Sequence[float], orig_size: tuple[int, int]) -> list[float]:
+        "A box the model wrote, in original pixels."
+        return to_original_frame(list(box)[:4], tuple(orig_size), self.input_size(orig_size), frame=self.frame)
+
+    def scale(self, orig_size: tuple[int, int]) -> tuple[float, float]:
+        "`(sx, sy)`: model-frame coordinates times these are original pixels."
+        W, H = orig_size
+        if self.frame == "norm1000": return W / 1000, H / 1000
+        w, h = self.input_size(orig_size)
+        return W / w, H / h
+
+    def describe(self) -> dict: return {"family": self.family, "frame": self.frame}
+
+def box_frame(model: str | Path) -> BoxFrame:
+    "The `BoxFrame` of a checkpoint (hub id or folder), from its processor and adapter; the model weights are not loaded."
+    from transformers import AutoProcessor
+    a = ADAPTERS[detect_family(model)]
+    proc = None
+    if a.box_frame == "input_pixels":
+        proc = apply_image_budget(AutoProcessor.from_pretrained(str(model)), a)
+    return BoxFrame(a.family, a.box_frame, proc)

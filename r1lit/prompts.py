@@ -60,6 +60,7 @@ class PromptStyle:
             raise ValueError(f"row {rid}: the row has options; use style 'choice' instead of {self.name!r}")
         q = (self.question.format(question=row["text"].strip(), options=format_options(opts, rid)) if self.choice
              else self.question.format(caption=row["text"].strip()))
+        if not self.suffix: return q
         return f"{q} {self.suffix}" if "\n" not in q else f"{q}\n{self.suffix}"
 
     def solution(self, row: dict) -> str:
@@ -85,6 +86,9 @@ PROMPT_STYLES: dict[str, PromptStyle] = {s.name: s for s in [
     PromptStyle("answer_only", QUESTION, ANSWER_ONLY_SUFFIX, reasoning=False),
     PromptStyle("yes_no", QUESTION, ANSWER_ONLY_SUFFIX, reasoning=False, labels={"True": "Yes", "False": "No"}),
     PromptStyle("choice", CHOICE_QUESTION, CHOICE_SUFFIX, reasoning=True, choice=True),
+    # the question alone, with no instruction about the form of the answer: what a soft prompt has to make up for
+    PromptStyle("question", QUESTION, "", reasoning=True),
+    PromptStyle("question_answer", QUESTION, "", reasoning=False),
 ]}
 
 def get_style(style: str | PromptStyle) -> PromptStyle:
@@ -112,10 +116,11 @@ def prompt_messages(row: dict, style: str | PromptStyle = "reasoning") -> list[d
     return [{"role": "user", "content": content}]
 
 def row_to_conversation(row: dict, style: str | PromptStyle = "reasoning") -> dict:
-    "A TRL conversational example for GRPO: `prompt`, `image`, `solution`, and the pass-through `boxes`, `relation`, `id`."
+    "A TRL conversational example for GRPO: `prompt`, `image`, `solution`, and the pass-through `boxes`, `relation`, `meta`, `id`."
     st, rid = get_style(style), row.get("id", "?")
     return {"prompt": prompt_messages(row, st), "image": _image(row.get("image"), rid), "solution": st.solution(row),
-            "boxes": list(row.get("boxes") or []), "relation": row.get("relation") or "", "id": rid}
+            "boxes": list(row.get("boxes") or []), "relation": row.get("relation") or "", "meta": row.get("meta") or "",
+            "id": rid}
 
 def row_to_sft_example(row: dict, style: str | PromptStyle = "reasoning") -> dict:
     "`row_to_conversation` plus the assistant `completion` holding the style's target, for SFT."
@@ -129,6 +134,6 @@ def to_trl_dataset(ds, style: str | PromptStyle = "reasoning", sft: bool = False
     "Map a `datasets.Dataset` of r1lit rows to TRL examples (`row_to_sft_example` if `sft`, else `row_to_conversation`)."
     st = get_style(style)
     fn = row_to_sft_example if sft else row_to_conversation
-    keep = {"prompt", "image", "solution", "boxes", "relation", "id"} | ({"completion"} if sft else set())
+    keep = {"prompt", "image", "solution", "boxes", "relation", "meta", "id"} | ({"completion"} if sft else set())
     drop = [c for c in ds.column_names if c not in keep]
     return ds.map(lambda r: fn(r, st), remove_columns=drop, num_proc=num_proc, desc=f"prompts ({st.name})")

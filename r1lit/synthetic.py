@@ -21,8 +21,8 @@ from .data import save_dataset, to_dataset
 __all__ = ['COLOURS', 'SHAPES', 'RELATIONS', 'OPPOSITE', 'STYLES', 'TRACES', 'LAYOUTS', 'TASKS', 'NEXT_TO_GAP', 'TEXT_BIAS_SIGN',
            'RELATION_TOKENS', 'PAIR_TOKENS', 'TRACE_TOKENS', 'MAX_TRIES', 'relation_token', 'box_gap', 'relation_holds',
            'SceneConfig', 'scene_seed', 'grid_xy', 'marker_box', 'make_scene', 'object_name', 'caption', 'render',
-           'pixel_trace', 'grid_trace', 'lrc_trace', 'target', 'scene_row', 'build_synthetic', 'object_mask',
-           'patch_labels']
+           'pixel_trace', 'grid_trace', 'lrc_trace', 'target', 'scene_row', 'build_synthetic', 'trace_prefix',
+           'kept_trace', 'flipped_trace', 'object_mask', 'patch_labels']
 
 # %% ../nbs/02_synthetic.ipynb #8e9a1782
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -391,12 +391,15 @@ def scene_row(scene: dict, cfg: SceneConfig, style: str, split: str, index: int)
             "reasoning": reasoning, "meta": json.dumps(meta)}
 
 def build_synthetic(out_dir: str | Path | None = None, n: int = 1000, n_test: int = 200, seed: int = 0,
-                    train_style: str = "flat", shifted_style: str = "noisy", progress: bool | None = None,
-                    **knobs) -> DatasetDict:
+                    train_style: str = "flat", shifted_style: str = "noisy", style_mix: float = 0.0,
+                    progress: bool | None = None, **knobs) -> DatasetDict:
     """Build the `train` (n), `test` (n_test) and `test_shifted` (the test scenes in `shifted_style`) splits.
 
-    `knobs` are `SceneConfig` fields (not `style`: use `train_style`). Biases apply to `train` only. Deterministic
-    from `seed`. With `out_dir`, saves with `save_dataset` (config and seed in `r1lit_dataset.json`)."""
+    `knobs` are `SceneConfig` fields (not `style`: use `train_style`). Biases apply to `train` only. `style_mix` is the
+    share of training scenes rendered in `shifted_style` instead (domain randomisation; 0: none); the test splits do not
+    change. Deterministic from `seed`. With `out_dir`, saves with `save_dataset` (config and seed in
+    `r1lit_dataset.json`)."""
+    if not 0 <= style_mix <= 1: raise ValueError(f"build_synthetic: style_mix must be in [0, 1], got {style_mix}")
     if "style" in knobs: raise ValueError("build_synthetic: pass train_style= (and shifted_style=), not style=")
     names = {f.name for f in fields(SceneConfig)}
     unknown = sorted(set(knobs) - names)
@@ -407,19 +410,42 @@ def build_synthetic(out_dir: str | Path | None = None, n: int = 1000, n_test: in
     if n < 1 or n_test < 1: raise ValueError(f"build_synthetic: n and n_test must be >= 1, got n={n}, n_test={n_test}")
     show = (n + 2 * n_test >= 2000) if progress is None else progress
     bar = tqdm(total=n + 2 * n_test, desc="synthetic scenes", disable=not show)
-    def rows(split, count, style, scene_split):
+    def rows(split, count, style, scene_split, mix=0.0):
         out = []
         for i in range(count):
-            out.append(scene_row(make_scene(cfg, seed, scene_split, i, biased=split == "train"), cfg, style, split, i))
+            st = shifted_style if mix and random.Random(scene_seed(seed, "style", i)).random() < mix else style
+            out.append(scene_row(make_scene(cfg, seed, scene_split, i, biased=split == "train"), cfg, st, split, i))
             bar.update()
         return to_dataset(out, f"synthetic {split}")
-    dd = DatasetDict(train=rows("train", n, train_style, "train"), test=rows("test", n_test, train_style, "test"),
+    dd = DatasetDict(train=rows("train", n, train_style, "train", style_mix), test=rows("test", n_test, train_style, "test"),
                      test_shifted=rows("test_shifted", n_test, shifted_style, "test"))
     bar.close()
     if out_dir is not None:
         save_dataset(dd, out_dir, {"generator": "r1lit.synthetic.build_synthetic", "seed": seed, "n": n, "n_test": n_test,
-                                   "train_style": train_style, "shifted_style": shifted_style, "config": cfg.to_dict()})
+                                   "train_style": train_style, "shifted_style": shifted_style, "style_mix": style_mix,
+                                   "config": cfg.to_dict()})
     return dd
+
+# %% ../nbs/02_synthetic.ipynb #5f0c0a02
+_STATED_OPPOSITE = {**OPPOSITE, **{v: k for k, v in OPPOSITE.items()}}
+
+def trace_prefix(row: dict, flip: bool = False) -> str:
+    "`<think>` and the row's exact trace up to its stated relation (`so SEEN`), with SEEN replaced by its opposite if `flip`."
+    meta = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
+    if meta.get("trace") not in ("lrc", "grid"):
+        raise ValueError(f"row {row.get('id')}: trace_prefix needs an lrc or grid trace, not {meta.get('trace')!r}")
+    r = row["reasoning"]
+    seen = meta["seen"]
+    i = r.rindex(f" so {relation_token(seen)}")
+    return f"<think>{r[:i]} so {relation_token(_STATED_OPPOSITE[seen] if flip else seen)}"
+
+def kept_trace(row: dict) -> str:
+    "The start of the row's true trace, up to its stated relation (the control of `flipped_trace`)."
+    return trace_prefix(row, flip=False)
+
+def flipped_trace(row: dict) -> str:
+    "The start of the row's trace with its stated relation flipped (an edited reasoning the answer should follow)."
+    return trace_prefix(row, flip=True)
 
 # %% ../nbs/02_synthetic.ipynb #21513820
 def object_mask(o: dict, image_size: int) -> np.ndarray:

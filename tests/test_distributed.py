@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from r1lit.core import PREEMPT_ENV, Preempted, read_json
-from r1lit.distributed import LaunchSettings, accelerate_command, launch, launch_env, launch_plan
+from r1lit.core import PREEMPT_ENV, Preempted, LaunchSettings, read_json
+from r1lit.launch import accelerate_command, launch, launch_command, launch_env, launch_plan
 from r1lit.experiments import SlurmSpec, new_notebook, read_run, run, write_sbatch
 from r1lit.train import GRPOConfig, SFTConfig
 
@@ -59,14 +59,16 @@ def test_sft_two_processes_match_one_and_preempt_all_ranks(tiny):
 import os, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from r1lit.core import PREEMPT_ENV, read_json
-from r1lit.distributed import train_worker
+from r1lit.core import PREEMPT_ENV, Preempted, read_json
+from r1lit.train import SFTConfig, sft
 rank = int(os.environ["RANK"])
 os.environ[PREEMPT_ENV] = str(Path({str(d)!r}) / f"flag.{{rank}}")
 class Rank1Sees(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if rank == 1 and state.global_step == 2: Path(os.environ[PREEMPT_ENV]).touch()
-sys.exit(train_worker("sft", read_json(sys.argv[1]), callbacks=[Rank1Sees()]))
+try: sft(SFTConfig.from_dict(read_json(sys.argv[1])), callbacks=[Rank1Sees()])
+except Preempted: pass      # as r1lit.launch.run_rank: the main process wrote preempted.json
+sys.exit(0)
 """)
     cfg2 = _sft(d, model, data, "sft2", 2)
     Path(cfg2.out_dir).mkdir(parents=True)
@@ -124,9 +126,16 @@ def test_grpo_two_processes_match_one(tiny):
 
 
 def _sbatch_lines(script: str):
+    "The #SBATCH options, the exported variables, and the launch commands the training stage derives from them."
     sb = dict(l[len("#SBATCH --"):].split("=", 1) for l in script.splitlines() if l.startswith("#SBATCH --") and "=" in l)
     ex = dict(re.match(r"export (\w+)=(.*)", l).groups() for l in script.splitlines() if l.startswith("export "))
-    shown = [l[4:] for l in script.splitlines() if l.startswith("#   ")]
+    # what r1lit.launch.train_stage runs in the job: the exported settings, with the shell's values left as names
+    s = LaunchSettings.from_env({**{k: v for k, v in ex.items() if k.startswith("R1LIT_")}, "R1LIT_MAIN_PORT": "0",
+                                 "R1LIT_MAIN_ADDR": "$R1LIT_MAIN_ADDR"})
+    show = lambda cmd: " ".join(cmd).replace("--main_process_port 0", "--main_process_port $R1LIT_MAIN_PORT")
+    shown = ([show(launch_command("sft", "OUT_DIR/launch.json", s))] if s.num_machines > 1 else []) + \
+            [("on every node: " if s.num_machines > 1 else "") + show(accelerate_command("sft", "OUT_DIR/launch.json", s,
+                                                                                           "$SLURM_NODEID" if s.num_machines > 1 else 0))]
     return sb, ex, shown
 
 
@@ -152,7 +161,7 @@ def test_sbatch_two_nodes_eight_gpus():
     assert (sb["nodes"], sb["ntasks-per-node"], sb["gpus-per-node"]) == ("2", "1", "8") and "gpus" not in sb
     assert ex["R1LIT_NUM_PROCESSES"] == "16" and ex["R1LIT_NUM_MACHINES"] == "2" and ex["R1LIT_ACCELERATE_CONFIG"] == "fsdp"
     srun, node = shown
-    assert srun.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 ") and "-m r1lit.distributed node sft" in srun
+    assert srun.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --kill-on-bad-exit=1 ") and "-m r1lit.launch node sft" in srun
     argv = shlex.split(node.removeprefix("on every node: "))
     flags = {f: argv[argv.index(f) + 1] for f in ("--num_processes", "--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port")}
     assert flags == {"--num_processes": "16", "--num_machines": "2", "--machine_rank": "$SLURM_NODEID",
@@ -168,7 +177,8 @@ def test_sbatch_two_nodes_eight_gpus():
 DIST_NB = new_notebook([("code", """
 import json, os
 from pathlib import Path
-from r1lit.distributed import train_stage, LaunchSettings
+from r1lit.core import LaunchSettings
+from r1lit.launch import train_stage
 from r1lit.experiments import save_metrics, run_dir_from_env
 from r1lit.synthetic import build_synthetic
 from r1lit.tiny import build_tiny
