@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from .core import read_json, project_root, redact
+from .core import read_json, read_yaml_mapping, project_root, redact
 from .experiments import read_run, flatten, experiment_notebook, choose_run
 from .report import REPORTED_LABEL, reported_tables
 
@@ -27,8 +27,7 @@ def load_manifest(path: str | Path | None = None, root: str | Path | None = None
     each chapter checked for unknown keys and for an experiment notebook that exists."""
     root = Path(root or project_root())
     path = Path(path) if path else root/"book"/"manifest.yml"
-    if not path.exists(): raise FileNotFoundError(f"book manifest {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_yaml_mapping(path, "book manifest")
     bad = set(data) - {"methods", "chapters"}
     if bad: raise ValueError(f"{path}: unknown key(s) {sorted(bad)}; expected methods and chapters")
     chapters = data.get("chapters")

@@ -13,12 +13,20 @@ __all__ = ['DEMO_RUN', 'DEMO_ALIGNMENT', 'DEMO_OUT', 'DEMO_PARAMS', 'parse_param
            'format_setting', 'build_parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #96e3ff98
+def _out_folder(path) -> Path:
+    "An output folder argument: absent (it will be made) or a folder; a file there is refused before any work."
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir(): raise ValueError(f"{path}: is a file; expected an output folder")
+    return p
+
 def _tiny_model(a):
     from r1lit.tiny import build_tiny
+    _out_folder(a.out_dir)
     out = build_tiny(a.family, a.out_dir, seed=a.seed, size=a.size)
     print(f"tiny {a.family} ({a.size}, seed {a.seed}) saved to {out}")
 
 def _data_synthetic(a):
+    _out_folder(a.out_dir)
     from r1lit.synthetic import build_synthetic
     knobs = {k: v for k, v in dict(image_size=a.image_size, trace=a.trace, text_bias=a.text_bias, vision_bias=a.vision_bias,
                                     n_objects=a.n_objects, coord_grid=a.coord_grid).items() if v is not None}
@@ -27,10 +35,12 @@ def _data_synthetic(a):
     print(f"synthetic scenes saved to {a.out_dir}: " + ", ".join(f"{k}={len(v)}" for k, v in dd.items()))
 
 def _data_loader(a):
+    _out_folder(a.out_dir)
     from r1lit.loaders import data_cli
     data_cli(a)
 
 def _data_bias(a):
+    _out_folder(a.out_dir)
     from r1lit.bias import data_bias_cli
     data_bias_cli(a)
 
@@ -50,32 +60,19 @@ def _loader_options(p):
 
 def _eval(a):
     from r1lit.evaluate import evaluate_cli
+    _out_folder(a.out)
     with checkpoint_on_signal(Path(a.out)/"PREEMPT"):            # Ctrl-C / SIGTERM: keep the finished records, stop
         evaluate_cli(model=a.model, data=a.data, split=a.split, out=a.out, batch_size=a.batch_size,
                      max_new_tokens=a.max_new_tokens, limit=a.limit, prompt_style=a.prompt_style)
 
 def parse_params(pairs: list[list[str]] | None, files: list[Path] | None = None) -> dict:
     "Merge YAML parameter files and `-p key value` pairs (values parsed as YAML: `-p lr 1e-4` gives a float)."
-    import yaml
+    from r1lit.core import read_yaml_mapping
+    from r1lit.experiments import parse_value
     out: dict = {}
-    for f in files or []:
-        f = Path(f)
-        if not f.exists(): raise FileNotFoundError(f"parameter file {f} does not exist")
-        d = yaml.safe_load(f.read_text()) or {}
-        if not isinstance(d, dict): raise ValueError(f"{f}: expected a mapping of parameter names to values")
-        out.update(d)
-    for k, v in pairs or []:
-        out[k] = _yaml_value(v)
+    for f in files or []: out.update(read_yaml_mapping(f, "parameter file"))
+    for k, v in pairs or []: out[k] = parse_value(v)
     return out
-
-def _yaml_value(v: str):
-    "A `-p` value as YAML, except that `1e-4` is a float (PyYAML follows YAML 1.1, which reads it as a string)."
-    import yaml
-    y = yaml.safe_load(v)
-    if isinstance(y, str):
-        try: return float(y)
-        except ValueError: pass
-    return y
 
 def _train(a):
     from r1lit import train
@@ -84,6 +81,7 @@ def _train(a):
     cfg = train.preset(a.preset, a.kind, **params) if a.preset else train.stage_config(a.kind, params)
     if a.resume: cfg.resume = True
     if not cfg.model or not cfg.data: raise ValueError("set at least -p model PATH_OR_ID and -p data DATASET_DIR")
+    _out_folder(cfg.out_dir)
     with checkpoint_on_signal(Path(cfg.out_dir)/"PREEMPT"):   # Ctrl-C / SIGTERM: save a checkpoint, then stop
         res = train.train(a.kind, cfg)
     print(f"{a.kind}: {res.global_step} steps in {res.seconds:.1f} s; " + ("prompt" if a.kind == "prompt" else "model")
@@ -91,10 +89,12 @@ def _train(a):
 
 def _merge_lora(a):
     from r1lit.train import merge_lora
+    _out_folder(a.out_dir)
     print(f"merged model saved to {merge_lora(a.adapter_dir, a.out_dir, base=a.base)}")
 
 def _judge(a):
     from r1lit.judge import judge_cli
+    _out_folder(a.out)
     judge_cli(a.responses, model=a.model, base_url=a.base_url, out=a.out, concurrency=a.concurrency,
               exclude_ids=a.exclude_ids, timeout=a.timeout, max_attempts=a.max_attempts, max_invalid=a.max_invalid,
               backoff=a.backoff, response_format=a.response_format, temperature=a.temperature,
@@ -102,6 +102,7 @@ def _judge(a):
 
 def _judge_gt(a):
     from r1lit.exact_judge import gt_judge_file
+    _out_folder(a.out)
     s = gt_judge_file(a.responses, a.data, a.split, a.out, iou_threshold=a.iou_threshold)
     print(f"ground-truth judge: {s}")
 
@@ -115,6 +116,7 @@ def _status(a):
 
 def _book(a):
     from r1lit.book import book_cli
+    if a.out: _out_folder(a.out)
     return book_cli(a)
 
 # %% ../nbs/16_cli.ipynb #d4b7d2e3
@@ -359,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute an experiment notebook with papermill into runs/EXPERIMENT/RUN_ID, here or on SLURM")
     add_run_args(r); r.set_defaults(func=_run)
     st = sub.add_parser("status", help="list runs with their state, SLURM job id and headline metrics")
-    st.add_argument("--root", default="runs", help="runs folder (default: runs)")
+    st.add_argument("--root", default=None, help="runs folder (default: the project's runs/)")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.set_defaults(func=_status)
     b = sub.add_parser("book", help="build the book from the latest runs into _build/html (offline, warnings are errors)")
@@ -383,8 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     except Preempted as e:                    # a run stopped by a signal or the scheduler: resumable, not an error
         hint = {"train": "; add --resume to continue", "eval": "; the same command continues it"}.get(args.command, "")
         print(f"r1lit {args.command}: {e}{hint}", file=sys.stderr); return PREEMPT_EXIT_CODE
-    except (ValueError, FileNotFoundError) as e:
+    except ValueError as e:
         print(f"r1lit {args.command}: error: {e}", file=sys.stderr); return 2
+    except OSError as e:                      # a path the system refused (missing, a folder, not allowed): name it
+        what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        print(f"r1lit {args.command}: error: {what}", file=sys.stderr); return 2
     return int(rc or 0)
 
 # %% ../nbs/16_cli.ipynb #6b61ea19

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 # %% auto #0
-__all__ = ['PREEMPT_ENV', 'PREEMPT_EXIT_CODE', 'LAUNCH_ENV', 'CONFIGS', 'write_json', 'read_json', 'append_jsonl', 'read_jsonl',
-           'repair_jsonl_tail', 'project_root', 'load_env', 'secret_values', 'redact', 'Preempted', 'preempt_requested',
-           'checkpoint_on_signal', 'Settings', 'LaunchSettings', 'config_dir', 'config_path']
+__all__ = ['PREEMPT_ENV', 'PREEMPT_EXIT_CODE', 'LAUNCH_ENV', 'CONFIGS', 'write_json', 'read_json', 'need_folder',
+           'read_yaml_mapping', 'append_jsonl', 'read_jsonl', 'repair_jsonl_tail', 'project_root', 'load_env',
+           'secret_values', 'redact', 'Preempted', 'preempt_requested', 'checkpoint_on_signal', 'Settings',
+           'LaunchSettings', 'config_dir', 'config_path']
 
 # %% ../nbs/00_core.ipynb #15b9610b
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
@@ -37,6 +38,28 @@ def read_json(path: str | Path) -> Any:
     try: return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
 
+def need_folder(path: str | Path, what: str = "folder") -> Path:
+    "`path` if it is a folder; else a one-line error naming it: not found, or a file where `what` was expected."
+    path = Path(path).expanduser()
+    if not path.exists(): raise FileNotFoundError(f"{path}: {what} not found")
+    if not path.is_dir(): raise ValueError(f"{path}: is a file; expected a {what}")
+    return path
+
+def read_yaml_mapping(path: str | Path, what: str = "YAML file") -> dict:
+    "The mapping in YAML file `path` (empty file: `{}`); one-line errors naming the file for every way it can be wrong."
+    import yaml
+    path = Path(path).expanduser()
+    if not path.exists(): raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.is_dir(): raise ValueError(f"{path}: is a folder; expected a {what} (YAML)")
+    try: data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError: raise ValueError(f"{path}: not a text file; expected a {what} (YAML)") from None
+    except yaml.YAMLError as e:
+        at = f", line {e.problem_mark.line + 1}" if getattr(e, "problem_mark", None) else ""
+        raise ValueError(f"{path}{at}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None: return {}
+    if not isinstance(data, dict): raise ValueError(f"{path}: a {what} must be a YAML mapping (key: value lines), got {type(data).__name__}")
+    return data
+
 # %% ../nbs/00_core.ipynb #cb2e6cab
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     "Append `rows` to a JSONL file, one line each, flushed and fsynced so that a crash loses at most the line being written."
@@ -53,17 +76,19 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
 def read_jsonl(path: str | Path, strict: bool = False) -> Iterator[dict]:
     """Yield the records of a JSONL file.
 
-    A torn final line (a crash mid-write) is skipped. Any other malformed line raises an error naming the file and
-    line number; with `strict=True` so does a torn final line."""
+    A torn final line (a crash mid-write: no newline after it) is skipped. Any other malformed line raises an error
+    naming the file and line number; with `strict=True` so does a torn final line."""
     path = Path(path)
     if not path.exists(): return
-    lines = path.read_text(encoding="utf-8").split("\n")
+    text = path.read_text(encoding="utf-8")
+    torn = bool(text) and not text.endswith("\n")
+    lines = text.split("\n")
     if lines and lines[-1] == "": lines.pop()
     for i, line in enumerate(lines, 1):
         if not line.strip(): continue
         try: yield json.loads(line)
         except json.JSONDecodeError as e:
-            if i == len(lines) and not strict: return
+            if i == len(lines) and torn and not strict: return
             raise ValueError(f"{path}, line {i}: not valid JSON ({e})") from None
 
 def repair_jsonl_tail(path: str | Path) -> None:
@@ -166,7 +191,24 @@ class Settings:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown: raise ValueError(f"{cls.__name__}: unknown setting(s) {unknown}; known: {sorted(names)}")
+        for knob, why in cls.inert(cls.changed(d)):
+            raise ValueError(f"{cls.__name__}: {knob} does nothing with {why}; drop one of them")
         return cls(**d)
+
+    @classmethod
+    def changed(cls, d: dict) -> dict:
+        "The items of `d` whose value differs from the field's default (so a saved config reads back unchanged)."
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d: continue
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if d[f.name] != default: out[f.name] = d[f.name]
+        return out
+
+    @classmethod
+    def inert(cls, given: dict) -> list[tuple[str, str]]:
+        "`(setting, the setting that makes it do nothing)` for each such pair among `given` (settings off their default)."
+        return []
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 

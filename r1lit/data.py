@@ -16,8 +16,8 @@ from .records import duplicates
 
 # %% auto #0
 __all__ = ['BOX_FEATURE', 'FEATURES', 'STRING_FIELDS', 'log', 'INFO_FILE', 'validate_row', 'to_dataset', 'validate_dataset',
-           'subsample', 'check_nonempty', 'save_dataset', 'load_dataset_dir', 'dataset_info', 'load_split',
-           'decode_image']
+           'subsample', 'check_nonempty', 'save_dataset', 'check_dataset_dir', 'load_dataset_dir', 'dataset_info',
+           'load_split', 'decode_image']
 
 # %% ../nbs/01_data.ipynb #c0e8e69a
 BOX_FEATURE = {"label": Value("string"), "bbox": List(Value("float32"), length=4)}
@@ -131,14 +131,20 @@ def save_dataset(dsdict: DatasetDict, out_dir: str | Path, info: dict) -> Path:
     write_json(out_dir/INFO_FILE, {**info, "splits": {k: len(d) for k, d in dsdict.items()}, "r1lit_version": __version__})
     return out_dir
 
-def load_dataset_dir(path: str | Path) -> DatasetDict:
-    "Load a `DatasetDict` saved by `save_dataset` (or `save_to_disk`), with a clear error when it is not one."
-    path = Path(path)
-    if not path.is_dir(): raise FileNotFoundError(f"{path}: dataset folder not found")
+def check_dataset_dir(path: str | Path) -> Path:
+    "`path` as a `Path`, after refusing anything that is not a `DatasetDict` folder (one-line errors naming it)."
+    if not str(path).strip(): raise ValueError("no dataset given (expected a dataset folder saved by save_to_disk)")
+    path = Path(path).expanduser()
+    if not path.exists(): raise FileNotFoundError(f"{path}: dataset folder not found")
+    if not path.is_dir(): raise ValueError(f"{path}: is a file; expected a dataset folder (save_to_disk)")
     if not (path/"dataset_dict.json").exists():
         what = "a single Dataset" if (path/"dataset_info.json").exists() else "no saved dataset"
         raise ValueError(f"{path}: not a DatasetDict folder (found {what}; expected dataset_dict.json from save_to_disk)")
-    return load_from_disk(str(path))
+    return path
+
+def load_dataset_dir(path: str | Path) -> DatasetDict:
+    "Load a `DatasetDict` saved by `save_dataset` (or `save_to_disk`), with a clear error when it is not one."
+    return load_from_disk(str(check_dataset_dir(path)))
 
 def dataset_info(path: str | Path) -> dict:
     "The `r1lit_dataset.json` of a dataset folder (`{}` if it has none)."

@@ -11,16 +11,16 @@ from typing import Any
 
 import yaml
 
-from .core import (write_json, read_json, project_root, redact, PREEMPT_ENV, PREEMPT_EXIT_CODE, Preempted,
+from .core import (write_json, read_json, read_yaml_mapping, project_root, redact, PREEMPT_ENV, PREEMPT_EXIT_CODE, Preempted,
                         checkpoint_on_signal, LaunchSettings, config_path)
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'STATES', 'VERSIONED', 'PREEMPT_FILE', 'STOP_GRACE_ENV', 'DEFAULT_PROFILE', 'RunFailed',
            'experiments_dir', 'experiment_notebook', 'parse_value', 'load_params', 'run_id', 'git_state',
            'package_versions', 'provenance', 'run_dir_from_env', 'save_metrics', 'flatten', 'read_run', 'update_run',
-           'choose_run', 'resolve_run', 'run', 'new_notebook', 'scratch_project', 'SlurmSpec', 'slurm_spec',
-           'job_command', 'write_sbatch', 'submit', 'slurm_state', 'headline', 'status', 'format_status',
-           'add_run_args', 'run_cli', 'status_cli', 'main']
+           'choose_run', 'resolve_run', 'run', 'notebook_params', 'check_params', 'new_notebook', 'scratch_project',
+           'SlurmSpec', 'slurm_spec', 'job_command', 'write_sbatch', 'submit', 'slurm_state', 'headline', 'status',
+           'format_status', 'add_run_args', 'run_cli', 'status_cli', 'main']
 
 # %% ../nbs/11_experiments.ipynb #b6378b02
 RUN_DIR_ENV = "R1LIT_RUN_DIR"
@@ -60,11 +60,7 @@ def load_params(params: dict | None = None, param_file: str | Path | None = None
     "Merge a YAML parameter file with `params` (which win). The file must hold a mapping."
     out = {}
     if param_file:
-        p = Path(param_file)
-        if not p.exists(): raise FileNotFoundError(f"parameter file {p} does not exist")
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict): raise ValueError(f"{p}: a parameter file must be a YAML mapping, got {type(data).__name__}")
-        out.update(data)
+        out.update(read_yaml_mapping(param_file, "parameter file"))
     out.update(params or {})
     return out
 
@@ -219,7 +215,7 @@ def run(name: str, params: dict | None = None, param_file: str | Path | None = N
     "Execute experiment `name` into a run folder (or submit it to SLURM when `slurm` is given); returns the folder."
     root = Path(root or project_root())
     nb = experiment_notebook(name, root)
-    given = load_params(params, param_file)
+    given = check_params(name, nb, load_params(params, param_file))
     if run_dir is None: run_dir = root/"runs"/name/run_id(given)
     run_dir = Path(run_dir).resolve()
     stored = run_dir/"params.yaml"
@@ -239,11 +235,23 @@ def run(name: str, params: dict | None = None, param_file: str | Path | None = N
     if slurm is not None: return submit(name, run_dir, slurm, root=root)
     return _execute(name, nb, run_dir, given, resume, root, echo)
 
+def notebook_params(nb: str | Path) -> dict:
+    "`{name: default as source text}` of the parameters cell of notebook `nb` (papermill's reading; `{}` without one)."
+    import papermill
+    return {k: v.get("default") for k, v in papermill.inspect_notebook(str(nb)).items()}
+
+def check_params(name: str, nb: Path, given: dict) -> dict:
+    "`given`, after refusing a parameter the notebook does not declare (papermill would inject it, and it would do nothing)."
+    known = notebook_params(nb)
+    unknown = sorted(set(given) - set(known))
+    if unknown: raise ValueError(f"experiment {name!r} has no parameter(s) {', '.join(unknown)}; its parameters: {', '.join(sorted(known))}")
+    return given
+
 def _seed(nb: Path, params: dict):
     "The seed the run uses: the given parameter, else the default in the notebook's parameters cell."
     if "seed" in params: return params["seed"]
-    import ast, papermill
-    try: default = papermill.inspect_notebook(str(nb)).get("seed", {}).get("default")
+    import ast
+    try: default = notebook_params(nb).get("seed")
     except Exception: return None
     try: return ast.literal_eval(default) if default is not None else None
     except (ValueError, SyntaxError): return default
@@ -370,8 +378,7 @@ def slurm_spec(profile: str | Path | None = None, **overrides) -> SlurmSpec:
     path = Path(profile).expanduser() if profile else DEFAULT_PROFILE.expanduser()
     if profile and not path.exists(): raise FileNotFoundError(f"SLURM profile {path} does not exist")
     if path.exists():
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict): raise ValueError(f"{path}: a SLURM profile must be a YAML mapping")
+        data = read_yaml_mapping(path, "SLURM profile")
         bad = sorted(set(data) - names)
         if bad: raise ValueError(f"{path}: unknown SLURM profile keys {bad}; known: {sorted(names)}")
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -481,10 +488,16 @@ def headline(metrics: dict, n: int = 4) -> dict:
     "The first `n` scalar (number or bool) top-level entries of a metrics dict."
     return dict([(k, v) for k, v in metrics.items() if isinstance(v, (int, float, bool))][:n])
 
-def status(root: str | Path = "runs") -> list[dict]:
-    "One dict per run folder under `root`: experiment, run_id, state, job_id, start, end, headline metrics, path."
-    root = Path(root)
+def status(root: str | Path | None = None) -> list[dict]:
+    """One dict per run folder under `root` (default: the project's `runs/`, which need not exist yet): experiment,
+    run_id, state, job_id, start, end, headline metrics, path."""
+    if root is None:
+        root = project_root()/"runs"
+        if not root.exists(): return []
+    given = root = Path(root)
     if not root.is_absolute() and not root.exists(): root = project_root()/root
+    if not root.exists(): raise FileNotFoundError(f"{given}: no such runs folder")
+    if not root.is_dir(): raise ValueError(f"{given}: is a file; expected a runs folder")
     rows = []
     for rj in sorted(root.glob("*/*/run.json")):
         rec, d = read_json(rj), rj.parent
@@ -552,7 +565,7 @@ def run_cli(args) -> int:
 
 def status_cli(args) -> int:
     "Handler of `r1lit status [--root runs] [--json]`."
-    rows = status(getattr(args, "root", None) or "runs")
+    rows = status(getattr(args, "root", None))
     print(json.dumps(rows, indent=2) if getattr(args, "json", False) else format_status(rows))
     return 0
 
@@ -562,6 +575,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="r1lit.experiments")
     sub = ap.add_subparsers(dest="cmd", required=True)
     add_run_args(sub.add_parser("run"))
-    s = sub.add_parser("status"); s.add_argument("--root", default="runs"); s.add_argument("--json", action="store_true")
+    s = sub.add_parser("status"); s.add_argument("--root", default=None); s.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     return run_cli(args) if args.cmd == "run" else status_cli(args)

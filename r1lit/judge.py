@@ -89,6 +89,22 @@ class Verdict(BaseModel):
     type: Literal["aligns", "contradiction", "missing_detail", "irrelevant", "other"]
     why: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, obj):
+        "Spellings of the same verdict, read as one (see above)."
+        if not isinstance(obj, dict): return obj
+        obj = dict(obj)
+        t = obj.get("type")
+        if isinstance(t, str):
+            t = re.sub(r"[\s-]+", "_", t.strip().lower())
+            t = None if t in ("", "none", "null", "n/a") else t
+        if t is None and obj.get("aligns") is True: t = "aligns"
+        if t is not None: obj["type"] = t
+        if obj.get("aligns") is None and t in ALIGNMENT_TYPES: obj["aligns"] = t == "aligns"
+        if obj.get("why") is None and "type" in obj: obj["why"] = ""
+        return obj
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.aligns != (self.type == "aligns"):

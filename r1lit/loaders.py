@@ -14,7 +14,7 @@ from datasets import Dataset, DatasetDict, Image as HFImage
 from PIL import Image
 from tqdm import tqdm
 
-from .core import read_json
+from .core import read_json, need_folder
 from .data import FEATURES, check_nonempty, save_dataset, subsample, to_dataset, validate_row
 
 # %% auto #0
@@ -145,8 +145,7 @@ def load_vsr(src_dir: str | Path, images_dir: str | Path, n_train: int | None = 
              allow_missing: bool = False) -> DatasetDict:
     "VSR from `src_dir` (train/dev/test.jsonl) and the COCO images in `images_dir`: splits train, validation, test."
     src_dir, images_dir = Path(src_dir), Path(images_dir)
-    if not src_dir.is_dir(): raise FileNotFoundError(f"{src_dir}: VSR folder not found")
-    if not images_dir.is_dir(): raise FileNotFoundError(f"{images_dir}: VSR image folder not found")
+    need_folder(src_dir, "VSR folder"); need_folder(images_dir, "VSR image folder")
     absent = [f for f in VSR_FILES.values() if not (src_dir/f).is_file()]
     if absent: raise FileNotFoundError(f"{src_dir}: missing {', '.join(absent)} (a VSR split folder has {', '.join(VSR_FILES.values())})")
     splits = {k: [vsr_row(rec, k, n if isinstance(n, int) else i, images_dir, w)
@@ -352,7 +351,7 @@ def load_drivingvqa(src_dir: str | Path, images_dir: str | Path | None = None, m
                     n_train: int | None = 1000, seed: int = 0, allow_missing: bool = False) -> DatasetDict:
     "DrivingVQA from `src_dir` (train.json, test.json, optionally val.json) and its images; `max_pixels` drops large images."
     src_dir = Path(src_dir)
-    if not src_dir.is_dir(): raise FileNotFoundError(f"{src_dir}: DrivingVQA folder not found")
+    need_folder(src_dir, "DrivingVQA folder")
     images_dir = Path(images_dir) if images_dir else src_dir/"images"
     files = {k: next((src_dir/f for f in fs if (src_dir/f).is_file()), None) for k, fs in DRIVINGVQA_FILES.items()}
     files = {k: f for k, f in files.items() if f}

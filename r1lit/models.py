@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 # %% auto #0
-__all__ = ['ADAPTERS', 'KEEP_TAGS', 'Adapter', 'detect_family', 'smart_resize', 'model_input_size', 'to_model_frame',
-           'to_original_frame', 'apply_image_budget', 'load', 'get_module', 'vision_tower', 'lora_targets',
-           'render_prompt', 'decode_completion', 'images_arg', 'generate', 'BoxFrame', 'box_frame']
+__all__ = ['ADAPTERS', 'KEEP_TAGS', 'Adapter', 'check_model_path', 'detect_family', 'smart_resize', 'model_input_size',
+           'to_model_frame', 'to_original_frame', 'apply_image_budget', 'load', 'get_module', 'vision_tower',
+           'lora_targets', 'render_prompt', 'decode_completion', 'images_arg', 'generate', 'BoxFrame', 'box_frame']
 
 # %% ../nbs/07_models.ipynb #2bed044a
 @dataclass(frozen=True)
@@ -52,9 +52,23 @@ ADAPTERS: dict[str, Adapter] = {a.family: a for a in [
 ]}
 
 # %% ../nbs/07_models.ipynb #886abdd8
+def check_model_path(path_or_id: str | Path) -> str:
+    "`path_or_id` as a string, after refusing a local-looking path that is not a model folder (one-line errors)."
+    s = str(path_or_id)
+    if not s.strip(): raise ValueError("no model given (expected a model folder or a hub id)")
+    p = Path(s).expanduser()
+    local = s.startswith(("/", ".", "~")) or p.exists() or (len(p.parts) > 1 and p.parent.is_dir())
+    if not local: return s
+    if not p.exists(): raise FileNotFoundError(f"{s}: no such model folder")
+    if not p.is_dir(): raise ValueError(f"{s}: is a file; expected a model folder (config.json, or adapter_config.json for LoRA)")
+    if not ((p/"config.json").exists() or (p/"adapter_config.json").exists()):
+        raise ValueError(f"{s}: not a model folder (it has no config.json, nor adapter_config.json for LoRA)")
+    return str(p)
+
 def _config_dict(path_or_id: str | Path) -> dict:
     "The `config.json` of a local folder or hub id; for a LoRA folder, the config of its base model."
-    p = Path(path_or_id)
+    check_model_path(path_or_id)
+    p = Path(path_or_id).expanduser()
     if p.is_dir() and (p/"adapter_config.json").exists() and not (p/"config.json").exists():
         base = json.loads((p/"adapter_config.json").read_text())["base_model_name_or_path"]
         return _config_dict(base)
@@ -146,7 +160,7 @@ def load(path_or_id: str | Path, device: str | None = None, dtype=None):
     "Load `(model, processor, adapter)` from a hub id or local folder: bf16 on GPU, fp32 on CPU, SDPA attention."
     import torch, transformers
     from transformers import AutoProcessor
-    path_or_id = str(path_or_id)
+    path_or_id = check_model_path(path_or_id)
     adapter = ADAPTERS[detect_family(path_or_id)]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None: dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32

@@ -214,6 +214,9 @@ def arm_spec(design: dict, arm: str) -> dict:
         start = s.pop("start", prev)
         stages[name] = {"kind": kind, "start": start, "settings": {**out["train"].get(kind, {}), **s}}
         prev = name
+    for name, s in stages.items():        # each stage's settings, checked now rather than when the stage starts
+        try: STAGES[s["kind"]][0].from_dict(s["settings"])
+        except (ValueError, TypeError) as e: raise ValueError(f"arm {arm!r}, stage {name!r}: {e}") from None
     out["stages"] = stages
     evals = out["evaluate"] if out["evaluate"] is not None else ["base", *stages]
     out["evaluate"] = [e if isinstance(e, dict) else {"model": e} for e in evals]

@@ -130,6 +130,10 @@ class SceneConfig:
         if self.layout not in LAYOUTS: bad(f"unknown layout {self.layout!r}; known: {', '.join(LAYOUTS)}")
         if self.task not in TASKS: bad(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
         if self.trace == "lrc" and not self.unique_colours: bad("trace='lrc' names objects by colour alone: it needs unique_colours=True")
+        if self.task == "presence":
+            for k in ("text_bias", "vision_bias"):
+                if getattr(self, k): bad(f"{k}={getattr(self, k)} does nothing with task='presence' (the biases are set on the relation task); use task='relation' or {k}=0")
+            if self.trace != "lrc": bad(f"task='presence' has only the 'lrc' trace, not trace={self.trace!r}")
         if self.layout == "grid":
             cell = self.image_size // self.coord_grid
             if self.size_px()[1] > cell - 2: bad(f"layout='grid': objects up to {self.size_px()[1]} px do not fit cells of {cell} px with a 1 px margin; lower object_size or coord_grid")

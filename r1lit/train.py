@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from .core import Preempted, Settings, write_json, read_json, read_jsonl
-from .data import load_dataset_dir, subsample
-from .models import load, lora_targets, vision_tower, box_frame
+from .core import Preempted, Settings, need_folder, write_json, read_json, read_jsonl
+from .data import check_dataset_dir, load_dataset_dir, subsample
+from .models import check_model_path, load, lora_targets, vision_tower, box_frame
 from .prompts import row_to_conversation, row_to_sft_example, get_style
 from .records import RESPONSES_FILE
 from .rewards import get_rewards
@@ -61,6 +61,14 @@ class TrainConfig(Settings):
     resume: bool = False
     trl_args: dict = field(default_factory=dict)   # any other field of TRL's SFTConfig / GRPOConfig
 
+    @classmethod
+    def inert(cls, given: dict) -> list[tuple[str, str]]:
+        out = []
+        if "lora" in given and not given["lora"]:
+            out += [(k, "lora=False (full fine-tuning)") for k in ("lora_r", "lora_alpha", "lora_dropout") if k in given]
+        if "epochs" in given and (given.get("max_steps") or -1) > 0: out.append(("epochs", f"max_steps={given['max_steps']}"))
+        return out
+
 @dataclass
 class SFTConfig(TrainConfig):
     "Supervised fine-tuning: the loss covers the completion (the assistant turn) only."
@@ -97,7 +105,11 @@ def preset(name: str, kind: str = "grpo", **overrides) -> TrainConfig:
     if name not in PRESETS: raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     cls = {"sft": SFTConfig, "grpo": GRPOConfig}[kind]
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls.from_dict({**{k: v for k, v in PRESETS[name].items() if k in names}, **overrides})
+    base = {k: v for k, v in PRESETS[name].items() if k in names}
+    # a preset value that an override makes inert (epochs beside max_steps, say) gives way to the override
+    for knob, _ in cls.inert(cls.changed({**base, **overrides})):
+        if knob not in overrides: base.pop(knob, None)
+    return cls.from_dict({**base, **overrides})
 
 # %% ../nbs/08_train.ipynb #d00e6e3d
 def prepare_dataset(cfg: TrainConfig, kind: str):
@@ -193,6 +205,8 @@ def fit(kind: str, cfg, build: Callable[[list], Any], save: Callable | None = No
     output and returns `(model_dir, adapter_dir)` (default: `save_model`). See the steps above."""
     out = Path(cfg.out_dir)
     if cfg.resume and (done := finished(out)): return done
+    check_model_path(cfg.model); check_dataset_dir(cfg.data)   # one-line errors before anything is loaded or written
+    if out.exists() and not out.is_dir(): raise ValueError(f"{out}: is a file; expected an output folder (out_dir)")
     stop = StopOnPreempt()
     trainer = build([stop])
     acc = trainer.accelerator
@@ -258,7 +272,7 @@ def grpo(cfg: GRPOConfig | dict, callbacks: list | None = None) -> TrainResult:
 def merge_lora(adapter_dir: str | Path, out_dir: str | Path, base: str | None = None) -> Path:
     "Merge the LoRA adapter in `adapter_dir` into its base model (from adapter_config.json, or `base`) and save to `out_dir`."
     from peft import PeftConfig, PeftModel
-    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    adapter_dir, out_dir = need_folder(adapter_dir, "LoRA adapter folder"), Path(out_dir)
     if not (adapter_dir/"adapter_config.json").exists():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json, not a LoRA adapter folder")
     base = base or PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
@@ -366,6 +380,10 @@ class SoftPromptConfig(Settings):
             raise ValueError(f"teacher_filter must be correct, format or all, not {self.teacher_filter!r}")
         if self.teacher_responses and self.objective != "reasoning":
             raise ValueError("teacher_responses are reasoning targets: set objective='reasoning'")
+
+    @classmethod
+    def inert(cls, given: dict) -> list[tuple[str, str]]:
+        return [("teacher_filter", "no teacher_responses")] if "teacher_filter" in given and not given.get("teacher_responses") else []
 
     @property
     def style(self) -> str:

@@ -4,6 +4,10 @@ Each request's last user message names an item with `[[item:NAME]]` and a behavi
 part of the response text the judge forwards). KIND is one of
 
     ok, contradiction      a valid verdict
+    aligns_null            an aligned verdict with `"type": null` (as many LLM judges answer)
+    aligns_none_text       an aligned verdict with `"type": " None"` and no `why`
+    contradiction_messy    a misaligned verdict with `"type": "Contradiction "`
+    contradictory          `"aligns": true` with `"type": "contradiction"`, every time (invalid)
     malformed              always a reply that is not JSON
     malformed_once         first a reply that is not JSON, then a valid verdict
     bad_schema_once        first JSON of the wrong shape, then a valid verdict
@@ -19,7 +23,11 @@ import asyncio, json, re, threading, time
 
 from aiohttp import web
 
-VERDICTS = {"contradiction": {"aligns": False, "type": "contradiction", "why": "the reasoning says the opposite"}}
+VERDICTS = {"contradiction": {"aligns": False, "type": "contradiction", "why": "the reasoning says the opposite"},
+            "aligns_null": {"aligns": True, "type": None, "why": "the answer follows"},
+            "aligns_none_text": {"aligns": True, "type": " None"},
+            "contradiction_messy": {"aligns": False, "type": "Contradiction ", "why": "the reasoning says the opposite"},
+            "contradictory": {"aligns": True, "type": "contradiction", "why": "?"}}
 OK = {"aligns": True, "type": "aligns", "why": "the answer follows"}
 USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
 

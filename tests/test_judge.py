@@ -104,6 +104,26 @@ def test_every_item_judged_or_recorded_with_retries(server, tmp_path, monkeypatc
     print(f"scripted run: {took:.1f}s, {len(server.log)} requests")
 
 
+def test_lenient_verdicts_are_judged_not_errors(server, tmp_path, monkeypatch):
+    """A server that answers aligned items with `"type": null` (as LLM judges do) and spells types loosely: those items
+    are judged, none is an error, and the misaligned rate is the share of items the server called misaligned."""
+    from r1lit.judge import judge_cli
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-r1lit-fake-" + uuid.uuid4().hex)
+    script = ([(f"n{i}", "aligns_null") for i in range(11)] + [(f"t{i}", "aligns_none_text") for i in range(3)]
+              + [(f"c{i}", "contradiction_messy") for i in range(5)] + [("x1", "contradictory")])
+    resp = responses(script, tmp_path / "responses.jsonl")
+    s = judge_cli(resp, model="judge-test", base_url=server.url, out=tmp_path / "j", concurrency=4, max_invalid=1,
+                  backoff=0.05, progress=False)
+    recs = {r["id"]: r for r in read_jsonl(tmp_path / "j" / "judgments.jsonl")}
+    errors = sorted(k for k, r in recs.items() if r["error"])
+    assert errors == ["test-x1"], errors                      # only the contradictory verdict is invalid, after a re-ask
+    assert recs["test-x1"]["error_kind"] == "invalid_output" and len(server.requests_for("x1")) == 2
+    assert (s["n"], s["n_judged"], s["n_errors"]) == (20, 19, 1)
+    assert s["counts"]["aligns"] == 14 and s["counts"]["contradiction"] == 5
+    assert s["misaligned"] == pytest.approx(5 / 19)           # the server's share of misaligned among judged items
+    assert all(len(server.requests_for(t)) == 1 for t, k in script if k != "contradictory")   # accepted at once
+
+
 def test_overlap_with_training_ids_is_refused(server, tmp_path, monkeypatch):
     from r1lit.judge import judge_cli
     monkeypatch.setenv("OPENAI_API_KEY", "sk-r1lit-fake-" + uuid.uuid4().hex)

@@ -7,14 +7,16 @@ import pytest
 
 from r1lit.core import read_json
 from r1lit.experiments import SlurmSpec, read_run, run
+from r1lit.pipeline import Results
 
 from test_slurm import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
-TINY = dict(model_options={"family": "smolvlm", "size": "test"},
-            data_options={"n": 64, "n_test": 16, "trace": "grid"},
+TINY = dict(seeds=[0], model_options={"family": "smolvlm", "size": "test"},
+            data_options={"n": 64, "n_test": 16, "trace": "grid", "relations": ["left of", "right of", "above", "below"]},
             eval_options={"max_new_tokens": 16, "batch_size": 16})
+GRPO = {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 8, "report_to": "none", "lora": False}
 
 
 def sft_steps_for(seconds: float, tmp) -> int:
@@ -32,36 +34,40 @@ def sft_steps_for(seconds: float, tmp) -> int:
 
 def test_slurm_vsr_tiny_completes(slurm_cluster, project, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
-    params = {**TINY, "sft": {"max_steps": 4, "batch_size": 8, "lora": False, "report_to": "none"},
-              "grpo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 8, "report_to": "none"}}
+    params = {**TINY, "mid_step": 2, "extra_steps": 2, "grpo_from_end": False,
+              "train": {"sft": {"max_steps": 4, "batch_size": 8, "lora": False, "report_to": "none", "save_steps": 2,
+                                "save_total_limit": None},
+                        "grpo": GRPO}}
     d = run("vsr", params, slurm=SlurmSpec(cpus=2, time="00:10:00", signal_lead=60))
     rec, seen = wait_for(slurm_cluster, d, 300)
     out = (d / f"slurm-{rec['slurm_job_id']}.out").read_text()
     assert rec["state"] == "done", out
-    for f in ("notebook.ipynb", "params.yaml", "run.json", "metrics.json", "log.txt", "job.sh", "summary.json", "stages.json"):
+    for f in ("notebook.ipynb", "params.yaml", "run.json", "metrics.json", "log.txt", "job.sh", "results.json", "stages.json"):
         assert (d / f).exists(), f
     m = read_json(d / "metrics.json")
-    for model in ("base", "sft", "grpo"):
-        for split in ("in_domain", "shifted"):
-            assert m[f"vsr_{model}_{split}_n"] == 16
-            assert 0 <= m[f"vsr_{model}_{split}_accuracy"] <= 1
-    assert read_json(d / "sft" / "result.json")["global_step"] == 4
-    assert read_json(d / "grpo" / "result.json")["global_step"] == 2
+    for label in ("base", "sft_mid", "sft_end", "grpo_mid"):
+        assert m["arms"][label]["n"] == 16 and 0 <= m["arms"][label]["accuracy"] <= 1
+    res = Results.load(d)
+    assert res.training_log("grpo", "grpo", 0)[-1]["step"] == 2
+    assert next(a for a in res.arms if a.arm == "sft").training["sft"]["global_step"] == 4
 
 
-def test_slurm_vsr_preempted_training_resumes(slurm_cluster, project, monkeypatch):
+def test_slurm_preempted_training_resumes(slurm_cluster, project, monkeypatch):
     """--time=1 (SLURM's minimum) with the signal 50 s before the limit: the signal lands 10-40 s into the job, while
     SFT (about a minute of steps) is running. The trainer saves a checkpoint and stops, the job requeues, and the next
-    attempt resumes SFT from that checkpoint; the run ends done with the uninterrupted step count."""
+    attempt resumes SFT from that checkpoint; the run ends done with the uninterrupted step count. The chapter is the
+    sim2real notebook with one arm (SFT only), the real trainer in its real pipeline."""
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
     steps = sft_steps_for(seconds=35, tmp=project / "calibrate")
-    params = {**TINY, "sft": {"max_steps": steps, "batch_size": 16, "lora": False, "report_to": "none", "save_steps": 100000},
-              "grpo": {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 8, "report_to": "none"}}
+    params = {**TINY, "eval_splits": {"in_domain": "test"}, "main_split": "in_domain",
+              "train": {"sft": {"max_steps": steps, "batch_size": 16, "lora": False, "report_to": "none", "save_steps": 100000}},
+              "arms": {"flat": {"stages": {"sft": {}}, "evaluate": ["base", "sft"]}},
+              "tests": {"sft_vs_base": {"a": ["flat", "base"], "b": ["flat", "sft"], "split": "in_domain"}}}
     t0 = time.time()
-    d = run("vsr", params, slurm=SlurmSpec(cpus=2, time="1", signal_lead=50))
+    d = run("sim2real", params, slurm=SlurmSpec(cpus=2, time="1", signal_lead=50))
     rec, seen = wait_for(slurm_cluster, d, 560)
     out = "".join(p.read_text() for p in d.glob("slurm-*.out"))
-    print(f"preempted VSR run finished in {time.time() - t0:.0f}s; history {seen}")
+    print(f"preempted run finished in {time.time() - t0:.0f}s; history {seen}")
     assert rec["state"] == "done", out
     states = [a["state"] for a in rec["attempts"]]
     assert states[0] == "preempted" and states[-1] == "done", states
@@ -69,7 +75,8 @@ def test_slurm_vsr_preempted_training_resumes(slurm_cluster, project, monkeypatc
     stopped = [int(k) for k in re.findall(r"sft stopped at step (\d+)", log)]
     assert stopped and 0 < stopped[0] < steps, (stopped, states)
     # the next attempt resumed from the checkpoint saved at that step, not from scratch ...
-    assert f"resuming sft from {d / 'sft' / f'checkpoint-{stopped[0]}'}" in log, log[-3000:]
+    assert re.search(rf"resuming sft from \S+/checkpoint-{stopped[0]}\b", log), log[-3000:]
     # ... and reached the step count of an uninterrupted run
-    assert read_json(d / "sft" / "result.json")["global_step"] == steps
-    assert read_json(d / "metrics.json")["vsr_sft_in_domain_n"] == 16
+    res = Results.load(d)
+    assert res.arms[0].training["sft"]["global_step"] == steps
+    assert read_json(d / "metrics.json")["arms"]["flat_sft"]["n"] == 16

@@ -1,0 +1,138 @@
+"""Every `r1lit` subcommand meets bad paths as a user would: a path that does not exist, an empty folder, and a file
+of the wrong kind, for each path it reads; and a file where it should write a folder. Each must answer with exit
+status 2 and one line `r1lit COMMAND: error: ...` naming the path, with no traceback, and leave the bad path as it
+was. The other arguments are valid (a tiny model, a synthetic dataset, a responses file), so the error is the bad
+path's own, not a neighbour's."""
+from __future__ import annotations
+
+import json, shutil
+
+import pytest
+
+from r1lit.cli import main
+
+pytestmark = pytest.mark.timeout(300)
+
+MODEL = {"missing": "no such model folder", "empty": "not a model folder", "file": "is a file"}
+DATA = {"missing": "dataset folder not found", "empty": "not a DatasetDict folder", "file": "is a file"}
+YAML = {"missing": "does not exist", "empty": "is a folder", "file": "must be a YAML mapping"}
+RESPONSES = {"missing": "no such responses file", "empty": "no such responses file", "file": "line 1: not valid JSON"}
+OUT = {"file": "is a file; expected an output folder"}
+
+# (case, argv with {bad} for the bad path and {model} {data} {responses} {out} {empty} for valid ones, expected phrases)
+CASES = [
+    ("tiny-model OUT_DIR", ["tiny-model", "smolvlm", "{bad}"], OUT),
+    ("data synthetic OUT_DIR", ["data", "synthetic", "{bad}", "--n", "4", "--n-test", "2"], OUT),
+    ("data vsr SRC_DIR", ["data", "vsr", "{bad}", "--images", "{empty}", "{out}"],
+     {"missing": "VSR folder not found", "empty": "missing train.jsonl", "file": "is a file; expected a VSR folder"}),
+    ("data vsr --images", ["data", "vsr", "{empty}", "--images", "{bad}", "{out}"],
+     {"missing": "VSR image folder not found", "file": "is a file; expected a VSR image folder"}),
+    ("data vsr OUT_DIR", ["data", "vsr", "{empty}", "--images", "{empty}", "{bad}"], OUT),
+    ("data rel3d SRC", ["data", "rel3d", "{bad}", "{out}"],
+     {"missing": "Rel3D split file not found", "empty": "Rel3D split file not found", "file": "not valid JSON"}),
+    ("data spatialsense SRC", ["data", "spatialsense", "{bad}", "{out}"],
+     {"missing": "annotations.json not found", "empty": "annotations.json not found", "file": "not valid JSON"}),
+    ("data drivingvqa SRC_DIR", ["data", "drivingvqa", "{bad}", "{out}"],
+     {"missing": "DrivingVQA folder not found", "empty": "no DrivingVQA file", "file": "is a file; expected a DrivingVQA folder"}),
+    ("data text-bias SRC_DIR", ["data", "text-bias", "{bad}", "{out}", "--level", "0.7"], DATA),
+    ("data text-bias OUT_DIR", ["data", "text-bias", "{data}", "{bad}", "--level", "0.7"], OUT),
+    ("data vision-bias SRC_DIR", ["data", "vision-bias", "{bad}", "{out}", "--strength", "0.5"], DATA),
+    ("eval --model", ["eval", "--model", "{bad}", "--data", "{data}", "--out", "{out}"], MODEL),
+    ("eval --data", ["eval", "--model", "{model}", "--data", "{bad}", "--out", "{out}"], DATA),
+    ("eval --out", ["eval", "--model", "{model}", "--data", "{data}", "--out", "{bad}"], OUT),
+    ("train sft -p model", ["train", "sft", "-p", "model", "{bad}", "-p", "data", "{data}", "-p", "out_dir", "{out}"], MODEL),
+    ("train sft -p data", ["train", "sft", "-p", "model", "{model}", "-p", "data", "{bad}", "-p", "out_dir", "{out}"], DATA),
+    ("train sft -p out_dir", ["train", "sft", "-p", "model", "{model}", "-p", "data", "{data}", "-p", "out_dir", "{bad}"],
+     {"file": "is a file; expected an output folder"}),
+    ("train grpo -p model", ["train", "grpo", "-p", "model", "{bad}", "-p", "data", "{data}", "-p", "out_dir", "{out}"], MODEL),
+    ("train grpo -p data", ["train", "grpo", "-p", "model", "{model}", "-p", "data", "{bad}", "-p", "out_dir", "{out}"], DATA),
+    ("train prompt -p model", ["train", "prompt", "-p", "model", "{bad}", "-p", "data", "{data}", "-p", "out_dir", "{out}"], MODEL),
+    ("train prompt -p data", ["train", "prompt", "-p", "model", "{model}", "-p", "data", "{bad}", "-p", "out_dir", "{out}"], DATA),
+    ("train -f", ["train", "sft", "-f", "{bad}"], YAML),
+    ("merge-lora ADAPTER_DIR", ["merge-lora", "{bad}", "{out}"],
+     {"missing": "LoRA adapter folder not found", "empty": "no adapter_config.json", "file": "is a file; expected a LoRA adapter folder"}),
+    ("merge-lora OUT_DIR", ["merge-lora", "{empty}", "{bad}"], OUT),
+    ("judge RESPONSES", ["judge", "{bad}", "--out", "{out}", "--model", "m", "--base-url", "http://127.0.0.1:9"], RESPONSES),
+    ("judge --exclude-ids", ["judge", "{responses}", "--out", "{out}", "--model", "m", "--base-url", "http://127.0.0.1:9",
+                             "--exclude-ids", "{bad}"], {"missing": "no such id file", "empty": "Is a directory"}),
+    ("judge --out", ["judge", "{responses}", "--out", "{bad}", "--model", "m", "--base-url", "http://127.0.0.1:9"], OUT),
+    ("judge-gt RESPONSES", ["judge-gt", "{bad}", "--data", "{data}", "--out", "{out}"], RESPONSES),
+    ("judge-gt --data", ["judge-gt", "{responses}", "--data", "{bad}", "--out", "{out}"], DATA),
+    ("judge-gt --out", ["judge-gt", "{responses}", "--data", "{data}", "--out", "{bad}"], OUT),
+    ("run -f", ["run", "vsr", "-f", "{bad}"], YAML),
+    ("run --run-dir", ["run", "vsr", "--run-dir", "{bad}"], {"file": "File exists"}),
+    ("run --profile", ["run", "vsr", "--slurm", "--profile", "{bad}"], YAML),
+    ("status --root", ["status", "--root", "{bad}"], {"missing": "no such runs folder", "file": "is a file; expected a runs folder"}),
+    ("book --manifest", ["book", "--manifest", "{bad}"], YAML),
+    ("book --out", ["book", "--out", "{bad}"], OUT),
+]
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory):
+    "A tiny model, a synthetic dataset and a responses file for its test split: the arguments that are not under test."
+    from r1lit.synthetic import build_synthetic
+    from r1lit.tiny import build_tiny
+    d = tmp_path_factory.mktemp("valid")
+    model = build_tiny("smolvlm", d / "model", size="test")
+    dd = build_synthetic(d / "data", n=8, n_test=4, seed=0, layout="grid", coord_grid=4, object_size=(0.19, 0.22), trace="lrc")
+    (d / "responses.jsonl").write_text("".join(json.dumps({"id": i, "response": "<answer>True</answer>", "answer": "True"}) + "\n"
+                                               for i in dd["test"]["id"]))
+    (d / "empty").mkdir()
+    return {"model": str(model), "data": str(d / "data"), "responses": str(d / "responses.jsonl"), "empty": str(d / "empty")}
+
+
+def bad_path(tmp_path, kind: str):
+    if kind == "missing": return tmp_path / "nope"
+    if kind == "empty": (tmp_path / "hollow").mkdir(); return tmp_path / "hollow"
+    (tmp_path / "notes.txt").write_text("hello\n"); return tmp_path / "notes.txt"
+
+
+@pytest.mark.parametrize("case,argv,phrases,kind",
+                         [pytest.param(c, a, p, k, id=f"{c} [{k}]") for c, a, p in CASES for k in p])
+def test_bad_path_gives_one_line_error(case, argv, phrases, kind, valid, tmp_path, monkeypatch, capsys):
+    project = tmp_path / "project"                        # `run`, `status` and `book` look here, never at the real runs/
+    (project / "nbs" / "experiments").mkdir(parents=True)
+    (project / "settings.ini").write_text("[DEFAULT]\nlib_name = r1lit\n")
+    from r1lit.core import project_root
+    shutil.copy(project_root() / "nbs" / "experiments" / "vsr.ipynb", project / "nbs" / "experiments" / "vsr.ipynb")
+    monkeypatch.setenv("R1LIT_ROOT", str(project))
+    monkeypatch.chdir(tmp_path)
+    bad = bad_path(tmp_path, kind)
+    before = bad.read_text() if bad.is_file() else None
+    args = [a.format(bad=bad, out=tmp_path / "out", **valid) for a in argv]
+    rc = main(args)
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("r1lit")]
+    assert rc == 2, f"exit status {rc}; stderr:\n{err}"
+    assert "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith(f"r1lit {args[0]}: error: "), err
+    assert str(bad) in lines[0] or bad.name in lines[0], f"the error does not name {bad}: {lines[0]}"
+    assert phrases[kind] in lines[0], f"expected {phrases[kind]!r} in: {lines[0]}"
+    # nothing lost: the bad path is as it was, and a refused run left no run folder behind
+    if before is not None: assert bad.read_text() == before
+    if kind == "empty": assert not any(bad.iterdir())
+    assert not (project / "runs").exists() or not any((project / "runs").rglob("run.json"))
+
+
+def test_every_subcommand_is_swept():
+    "A new subcommand that takes a path joins the sweep: every subcommand (and data source) appears in CASES."
+    from r1lit.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    data = next(a for a in sub.choices["data"]._actions if a.dest == "dataset")
+    swept = {" ".join(c.split()[:2]) if c.startswith("data ") else c.split()[0] for c, _, _ in CASES}
+    expected = {*(set(sub.choices) - {"data", "demo"}), *(f"data {d}" for d in data.choices)}   # demo takes no path
+    assert expected <= swept, f"not swept: {sorted(expected - swept)}"
+
+
+def test_experiment_settings_files_name_real_parameters():
+    "Every YAML settings file in nbs/experiments/ sets only parameters its notebook declares (else papermill ignores them)."
+    from r1lit.core import project_root, read_yaml_mapping
+    from r1lit.experiments import notebook_params
+    d = project_root() / "nbs" / "experiments"
+    files = sorted(d.glob("*.yaml"))
+    assert files
+    for f in files:
+        nb = next(nb for nb in sorted(d.glob("*.ipynb"), key=lambda p: -len(p.stem)) if f.stem.startswith(nb.stem))
+        unknown = sorted(set(read_yaml_mapping(f)) - set(notebook_params(nb)))
+        assert not unknown, f"{f.name}: {unknown} are not parameters of {nb.name}"
