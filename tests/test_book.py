@@ -7,11 +7,12 @@ import pytest
 from r1lit.book import build_book, glued
 from r1lit.core import read_json
 from conftest import ARTIFACTS
-from r1lit.experiments import run
+from r1lit.experiments import flatten, run
 
 pytestmark = pytest.mark.timeout(400)
 
-MANIFEST = "chapters:\n  vsr: {experiment: glued, run: latest, title: Toy accuracy}\n"
+MANIFEST = ("chapters:\n  vsr: {experiment: glued, run: latest, title: Toy accuracy}\n"
+            "  bias: {experiment: bias, run: latest, title: Text bias}\n")
 
 
 @pytest.fixture
@@ -62,14 +63,12 @@ def test_book_renders_in_chromium(built_book, chromium, tmp_path):
 
 def test_vsr_chapter_glue_matches_its_run(project):
     """The real VSR notebook, run with a tiny model: every number pasted into the chapter's prose is the value of the
-    glue key it names in metrics.json of that run."""
-    tiny = dict(model_options={"family": "smolvlm", "size": "test"}, data_options={"n": 16, "n_test": 8, "trace": "grid"},
-                sft={"max_steps": 2, "batch_size": 4, "lora": False, "report_to": "none"},
-                grpo={"max_steps": 1, "batch_size": 4, "num_generations": 4, "max_completion_length": 8, "report_to": "none"},
-                eval_options={"max_new_tokens": 8, "batch_size": 8})
-    d = run("vsr", tiny, echo=False)
+    glue key it names in metrics.json of that run (flattened as the chapter glues it)."""
+    from test_chapters import TINY
+    d = run("vsr", {**TINY, "mid_step": 2, "extra_steps": 2}, echo=False)
     index = build_book(root=project)
     metrics = read_json(d / "metrics.json")
+    flat = flatten(metrics)
     nb = json.loads((d / "notebook.ipynb").read_text())
     prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     keys = re.findall(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`", prose)
@@ -78,7 +77,7 @@ def test_vsr_chapter_glue_matches_its_run(project):
     pasted = [html.unescape(t) for t in re.findall(r'<span class="pasted-text">(.*?)</span>', page)]
     assert len(pasted) == len(keys), (pasted, keys)
     for k, text in zip(keys, pasted):
-        assert k in metrics or k == "vsr_setting", k
-        if k in metrics: assert text == str(metrics[k]), (k, text, metrics[k])
+        assert k in flat, k
+        assert text == str(flat[k]), (k, text, flat[k])
     assert "{glue" not in page and "reported by the original study" in page
     assert re.search(r'<img[^>]+src="[^"]+\.png"', page), "the accuracy figure is missing"

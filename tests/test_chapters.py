@@ -82,3 +82,30 @@ def test_chapter_runs(project, cache, monkeypatch, name):
     text = "".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
                    for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "stream")
     assert "Traceback" not in text
+
+
+def test_alignment_llm_over_a_vsr_run(project, cache, monkeypatch):
+    """The LLM-judge chapter over a finished (tiny) VSR run, against the scripted local judge server: every response of
+    both compared models is judged, training ids are refused, and the test pools both seeds over the same items."""
+    from judge_server import ScriptedJudgeServer
+    monkeypatch.setenv("R1LIT_CACHE", str(cache))
+    key = "sk-r1lit-fake-" + "0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    vsr = run("vsr", {**TINY, **PARAMS["vsr"]}, echo=False)            # stages come from the shared cache
+    server = ScriptedJudgeServer().start()
+    try:
+        d = run("alignment_llm", {"responses_from": str(vsr), "compare": [["sft", "sft"], ["grpo", "grpo"]],
+                                  "judge_model": "judge-test", "judge_base_url": server.url,
+                                  "judge_options": {"backoff": 0.05, "concurrency": 4}}, echo=False)
+    finally:
+        server.stop()
+    assert read_run(d)["state"] == "done"
+    m = read_json(d / "metrics.json")
+    assert set(m["tests"]) == {"in_domain", "shifted"}
+    n_test = TINY["data_options"]["n_test"]
+    for t in m["tests"].values():              # the scripted judge calls every item aligned: no difference, over 2 seeds
+        assert t["n_seeds"] == 2 and t["n"] == 2 * n_test and t["effect"] == 0 and t["p"] == 1.0
+    assert len(m["alignment"]) == 2 * 2 * 2 and not any(r["n_errors"] for r in m["alignment"])   # 2 models x 2 splits x 2 seeds
+    assert len(server.log) == 2 * 2 * 2 * n_test
+    for f in d.rglob("*"):
+        if f.is_file() and f.suffix in (".ipynb", ".json", ".jsonl", ".txt", ".yaml"): assert key not in f.read_text(), f

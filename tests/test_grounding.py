@@ -1,6 +1,7 @@
 """The grounding experiment notebook run through `r1lit.experiments.run` with the DrivingVQA parameter file on the
-loader's fixture and a tiny Qwen2.5-VL: the raw release is read by the loader, SFT with LoRA, merge, three GRPO arms
-and the grounding evaluation, a few steps each, inside a scratch project."""
+loader's fixture and a tiny Qwen2.5-VL: the raw release is read by the loader, the SFT targets' boxes are rewritten into
+the model's frame, SFT with LoRA, three GRPO reward arms and the grounding evaluation in original pixels, a few steps
+each, inside a scratch project."""
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import yaml
 
 from r1lit.core import read_json, read_jsonl
 from r1lit.experiments import read_run, run
+from r1lit.pipeline import Results
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -19,40 +21,29 @@ FIXTURE = ROOT / "nbs" / "fixtures" / "drivingvqa"
 
 def test_grounding_drivingvqa_fixture(project):
     spec = yaml.safe_load(PARAMS.read_text())
-    arms = spec["arms"]
+    arms = spec["reward_arms"]
     d = run("grounding", {"data": str(FIXTURE)}, param_file=PARAMS, echo=False)
     rec = read_run(d)
     assert rec["state"] == "done", rec.get("error")
-    assert d.parent == project / "runs" / "grounding"
-
-    # each stage's output exists
-    stages = read_json(d / "stages.json")
-    expected = {"data", "model", "frame", "sft", "merge", *(f"grpo_{a}" for a in arms)}
-    assert expected <= set(stages) and all(stages[s]["done"] for s in expected), stages
-    assert (d / "data" / "dataset_dict.json").exists() and (d / "data_model_frame" / "dataset_dict.json").exists()
-    assert read_json(d / "sft" / "result.json")["global_step"] == spec["sft"]["max_steps"]
-    assert (d / "sft" / "adapter" / "adapter_config.json").exists()
-    assert (d / "sft_merged" / "config.json").exists()
-    for a in arms:
-        res = read_json(d / "grpo" / a / "result.json")
-        assert res["global_step"] == spec["grpo"]["max_steps"] and (Path(res["model_dir"]) / "config.json").exists()
-        assert read_json(d / "grpo" / a / "train_config.json")["rewards"] == arms[a]
-
-    # evaluation: n equals the split size, every id once, scores are fractions
+    res = Results.load(d)
     n_test = len(json.loads((FIXTURE / "test.json").read_text()))
     m = read_json(d / "metrics.json")
-    models = ["sft", *(f"grpo_{a}" for a in arms)]
-    for name in models:
-        e = d / "eval" / name / "test"
-        assert len({r["id"] for r in read_jsonl(e / "responses.jsonl")}) == n_test
-        g = read_json(e / "grounding.json")
-        assert g["n"] == n_test == m[f"grounding_{name}_test_n"]
+    for a in arms:
+        ar = next(x for x in res.arms if x.arm == a)
+        assert ar.training["sft"]["global_step"] == spec["train"]["sft"]["max_steps"]
+        assert ar.training["grpo"]["global_step"] == spec["train"]["grpo"]["max_steps"]
+        (e,) = res.evaluations(arm=a, model="grpo")
+        assert e.n == n_test and e.grounding is not None
+        folder = res.path(e.dir)
+        assert len({r["id"] for r in read_jsonl(folder / "responses.jsonl")}) == n_test
+        g = read_json(folder / "grounding.json")
         assert g["box_frame"] == {"family": "qwen2_5_vl", "frame": "input_pixels"}
-        for k in ("accuracy", "partial", "cites_box", "iou"):
-            assert g[k] is not None and 0 <= g[k] <= 1, (name, k, g[k])
-            assert m[f"grounding_{name}_test_{k}"] == round(g[k], 4)
-        assert all(0 <= v <= 1 for v in [*g["ci95"], *g["cites_box_ci95"], *g["iou_ci95"]])
-        assert len(list(read_jsonl(e / "grounding.jsonl"))) == n_test
-    assert sorted(m["summary"]["scores"]) == sorted(models)
-    nb = (d / "notebook.ipynb").read_text()
-    assert "reported by the original study" in nb
+        for k in ("accuracy", "partial", "cites_box"):
+            assert g[k] is not None and 0 <= g[k] <= 1, (a, k, g[k])
+        assert len(list(read_jsonl(folder / "grounding.jsonl"))) == n_test
+        # the training targets were rewritten into the model's frame, and the IoU arms got the per-row scale
+        grpo_cfg = read_json(res.path(ar.models["grpo"]).parent / "train_config.json")
+        assert grpo_cfg["rewards"] == arms[a]
+        assert read_json(Path(grpo_cfg["data"]) / "r1lit_dataset.json")["generator"] == "r1lit.grounding.model_frame_dataset"
+    assert set(m["tests"]) == {f"{k}_{a}_vs_acc_format" for k in ("iou", "accuracy") for a in arms if a != "acc_format"}
+    assert "reported by the original study" in (d / "notebook.ipynb").read_text()
