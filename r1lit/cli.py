@@ -106,6 +106,27 @@ def _judge_gt(a):
     s = gt_judge_file(a.responses, a.data, a.split, a.out, iou_threshold=a.iou_threshold)
     print(f"ground-truth judge: {s}")
 
+def _bench(a):
+    from r1lit.core import read_json
+    out = Path(a.out or Path("runs")/"performance"/f"bench_grpo_{a.family}.json")
+    if out.is_dir(): raise ValueError(f"{out}: is a folder; expected the benchmark's JSON file")
+    if out.exists():
+        data = read_json(out)                                   # a clear error for a file that is not JSON
+        if not isinstance(data, dict) or "arms" not in data: raise ValueError(f"{out}: not a benchmark file (no 'arms')")
+    if a.workdir: _out_folder(a.workdir)
+    from r1lit.perf import bench_grpo
+    res = bench_grpo(a.family, out, arms=a.arms, steps=a.steps, warmup=a.warmup, prompts=a.prompts,
+                     generations=a.generations, max_new_tokens=a.max_new_tokens, image_size=a.image_size,
+                     workdir=a.workdir, micro_batch=a.micro_batch)
+    print(f"\n{'arm':6} {'s/step':>8} {'rollouts':>8} {'s/256':>7} {'gen s':>7} {'logp s':>7} {'upd s':>7} {'GiB':>6}  code path")
+    for name, r in res["arms"].items():
+        sec = r["seconds"]
+        print(f"{name:6} {r['step_seconds']:8.2f} {r['rollouts_per_step']:8d} {r['seconds_per_256_rollouts']:7.1f} "
+              f"{sec['generation']:7.2f} {sec['logps']:7.2f} {sec['update']:7.2f} {r['peak_memory_gib']:6.1f}  {r['code_path']} ({r['trainer']})")
+    for name, e in res["errors"].items(): print(f"{name}: failed: {e[:300]}")
+    print(f"written to {out}")
+    return 1 if res["errors"] else 0
+
 def _run(a):
     from r1lit.experiments import run_cli
     return run_cli(a)
@@ -356,6 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
     jg.add_argument("--out", required=True, type=Path, help="output folder: gt_judgments.jsonl and gt_summary.json")
     jg.add_argument("--iou-threshold", type=float, default=0.5, help="IoU at which a stated pixel box counts as right (default: 0.5)")
     jg.set_defaults(func=_judge_gt)
+
+    bn = sub.add_parser("bench", help="time the product on this machine (real figures need a CUDA GPU)")
+    bsub = bn.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    bg = bsub.add_parser("grpo", help="GRPO steps of `r1lit train grpo`, TRL's defaults and the study's setting on one random-weight "
+                                      "real-size model and the same scenes; writes one JSON")
+    bg.add_argument("--family", choices=["qwen2_5_vl", "smolvlm"], default="qwen2_5_vl", help="model size to build (default: qwen2_5_vl, 3B)")
+    bg.add_argument("--arms", nargs="+", choices=["r1lit", "trl", "study"], default=["r1lit", "trl", "study"], help="arms to run, in order (default: all)")
+    bg.add_argument("--steps", type=int, default=3, help="timed optimizer steps per arm, after the warm-up (default: 3)")
+    bg.add_argument("--warmup", type=int, default=1, help="untimed first steps per arm (default: 1)")
+    bg.add_argument("--prompts", type=int, default=32, help="prompts per optimizer step (default: 32)")
+    bg.add_argument("--generations", type=int, default=8, help="completions per prompt (default: 8)")
+    bg.add_argument("--max-new-tokens", type=int, default=256, help="completion length; every rollout runs to it (default: 256)")
+    bg.add_argument("--image-size", type=int, default=560, help="scene side in pixels (default: 560, 400 Qwen image tokens)")
+    bg.add_argument("--micro-batch", type=int, default=16, help="rows per forward/backward in the r1lit arm (default: 16)")
+    bg.add_argument("--out", type=Path, default=None, help="JSON file; arms it already holds are skipped (default: runs/performance/bench_grpo_FAMILY.json)")
+    bg.add_argument("--workdir", type=Path, default=None, help="folder for the checkpoint and scenes (default: a temporary folder)")
+    bg.set_defaults(func=_bench)
 
     from r1lit.experiments import add_run_args
     r = sub.add_parser("run", help="execute an experiment notebook with papermill into runs/EXPERIMENT/RUN_ID, here or on SLURM")

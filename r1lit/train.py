@@ -82,6 +82,7 @@ class GRPOConfig(TrainConfig):
     max_completion_length: int = 256
     temperature: float = 1.0
     beta: float = 0.04
+    fast: bool | None = None           # r1lit.trainers.FastGRPOTrainer; None: on a CUDA device, TRL's GRPOTrainer on CPU
 
 TRL_NAMES = {   # r1lit setting -> the TRL / transformers argument it sets
     "out_dir": "output_dir", "max_steps": "max_steps", "epochs": "num_train_epochs", "learning_rate": "learning_rate",
@@ -248,20 +249,31 @@ def sft(cfg: SFTConfig | dict, callbacks: list | None = None) -> TrainResult:
 
 # %% ../nbs/08_train.ipynb #931158af
 def generation_kwargs(model) -> dict:
-    "Rollouts use the KV cache, and never sample tokens the checkpoint suppresses (image placeholders, for tiny models)."
+    """Rollouts use the KV cache, never sample tokens the checkpoint suppresses (image placeholders, for tiny models),
+    and keep a minimum length the checkpoint sets (`min_new_tokens`: the benchmark's fixed-length rollouts)."""
     kw = {"use_cache": True}
-    if getattr(model.generation_config, "suppress_tokens", None): kw["suppress_tokens"] = list(model.generation_config.suppress_tokens)
+    gc = model.generation_config
+    if getattr(gc, "suppress_tokens", None): kw["suppress_tokens"] = list(gc.suppress_tokens)
+    if getattr(gc, "min_new_tokens", None): kw["min_new_tokens"] = int(gc.min_new_tokens)
     return kw
 
 def grpo_trainer(cfg: GRPOConfig, callbacks: list | None = None):
-    "The configured TRL `GRPOTrainer`, not yet trained."
+    """The configured GRPO trainer, not yet trained: r1lit's `FastGRPOTrainer` (TRL's `GRPOTrainer` with shared-prefix
+    rollouts) on a CUDA device or with `fast=True`, TRL's own `GRPOTrainer` otherwise."""
+    import torch
     from trl import GRPOTrainer
+    from r1lit.trainers import FastGRPOTrainer
     model, processor, adapter, peft_config = load_for_training(cfg)
     train_ds = prepare_dataset(cfg, "grpo")
     funcs, weights = get_rewards(cfg.rewards)
     args = trl_config(cfg, "grpo", reward_weights=weights, log_completions=False, generation_kwargs=generation_kwargs(model))
-    return GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
-                       processing_class=processor, peft_config=peft_config, callbacks=callbacks)
+    fast = cfg.fast if cfg.fast is not None else torch.cuda.is_available()
+    cls = FastGRPOTrainer if fast else GRPOTrainer
+    if args.process_index == 0:
+        print(f"[r1lit] GRPO trainer: {cls.__name__}" + ("" if fast else " (TRL's; fast=True or a CUDA device selects "
+              "r1lit's FastGRPOTrainer)"), flush=True)
+    return cls(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
+               processing_class=processor, peft_config=peft_config, callbacks=callbacks)
 
 def grpo(cfg: GRPOConfig | dict, callbacks: list | None = None) -> TrainResult:
     "GRPO with TRL's `GRPOTrainer` and rewards chosen by name and weight."

@@ -16,9 +16,10 @@ from trl import GRPOTrainer, SFTTrainer
 from .core import preempt_requested
 
 # %% auto #0
-__all__ = ['PROMPT_FILE', 'StopOnPreempt', 'R1litSFTTrainer', 'hf_model', 'vision_kwargs', 'encode_images', 'select_images',
-           'distinct_rows', 'chunked_token_logps', 'plain_token_logps', 'FastGRPOTrainer', 'PatchProbe',
-           'SampledBatches', 'WarmupTrainer', 'PromptTrainer']
+__all__ = ['log', 'PROMPT_FILE', 'StopOnPreempt', 'R1litSFTTrainer', 'hf_model', 'vision_kwargs', 'encode_images',
+           'select_images', 'distinct_rows', 'chunked_token_logps', 'plain_token_logps', 'as_tensors', 'image_tiles',
+           'pixel_blocks', 'take_prompts', 'repeat_images', 'OncePerImage', 'once_per_image', 'FastGRPOTrainer',
+           'PatchProbe', 'SampledBatches', 'WarmupTrainer', 'PromptTrainer']
 
 # %% ../nbs/07b_trainers.ipynb #7b0c0007
 class StopOnPreempt(TrainerCallback):
@@ -120,45 +121,267 @@ def plain_token_logps(logits, tokens):
     return logits.float().log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
 
 # %% ../nbs/07b_trainers.ipynb #7b0c0013
+import copy, logging
+from contextlib import contextmanager
+from .models import vision_tower
+from .rollouts import Sampling, SharedPrefixDecoder, unique_prompts
+
+log = logging.getLogger("r1lit.trainers")
+
+def as_tensors(fields: dict) -> dict:
+    "A processor's multimodal fields as TRL reads them: tensors, except per-token lists (one list of ids per row)."
+    import numpy as np
+    out = {}
+    for k, v in fields.items():
+        if torch.is_tensor(v) or (isinstance(v, list) and v and isinstance(v[0], list) and k != "pixel_values"): out[k] = v
+        else: out[k] = torch.tensor(np.array(v))
+    return out
+
+def image_tiles(input_ids, image_token_id: int | None, n_tiles: int) -> list[int] | None:
+    "Tiles of each row's image in a tile-indexed batch (InternVL), from the rows' image-token counts."
+    if image_token_id is None: return None
+    counts = [sum(1 for t in (r.tolist() if torch.is_tensor(r) else r) if t == image_token_id) for r in input_ids]
+    total = sum(counts)
+    if not n_tiles or total % n_tiles: return None
+    per = total // n_tiles
+    return [c // per for c in counts] if all(c % per == 0 for c in counts) else None
+
+def pixel_blocks(fields: dict, n_rows: int, tiles: list[int] | None = None) -> list | None:
+    """Each row's pixels, one image per row: Qwen's patches split by `image_grid_thw`, SmolVLM's row of `pixel_values`,
+    InternVL's tiles split by `tiles` (see `image_tiles`). None if the batch cannot be split so."""
+    pv = fields.get("pixel_values")
+    if pv is None: return None
+    grid = fields.get("image_grid_thw")
+    if grid is not None: return list(pv.split(grid.prod(-1).tolist())) if len(grid) == n_rows else None
+    if pv.ndim == 5: return list(pv) if len(pv) == n_rows else None
+    if tiles is not None and len(tiles) == n_rows and sum(tiles) == len(pv): return list(pv.split(tiles))
+    return None
+
+def take_prompts(fields: dict, rows: list[int], n_rows: int, tiles: list[int] | None = None, pad_value: int = 0) -> dict | None:
+    "The multimodal fields of `rows` of a batch of `n_rows` (one image per row); None where a field cannot be split by row."
+    from trl.trainer.utils import pad
+    out = {}
+    blocks = pixel_blocks(fields, n_rows, tiles)
+    for k, v in fields.items():
+        if k == "pixel_values":
+            if blocks is None: return None
+            out[k] = torch.stack([blocks[r] for r in rows]) if v.ndim == 5 else torch.cat([blocks[r] for r in rows])
+        elif torch.is_tensor(v) and v.shape[0] == n_rows: out[k] = v[rows]
+        elif isinstance(v, list) and len(v) == n_rows and v and isinstance(v[0], (list, tuple)):     # per-token fields
+            out[k] = pad([torch.tensor(v[r]) for r in rows], padding_value=pad_value, padding_side="left")
+        else: return None
+    return out
+
+def _split(v, sizes):
+    "`v` (tensor, array or list) cut into consecutive blocks of `sizes`."
+    import numpy as np
+    if torch.is_tensor(v): return list(v.split(sizes))
+    if isinstance(v, np.ndarray): return np.split(v, np.cumsum(sizes)[:-1])
+    out, i = [], 0
+    for n in sizes: out.append(v[i:i + n]); i += n
+    return out
+
+def _join(blocks, like):
+    import numpy as np
+    if torch.is_tensor(like): return torch.cat(blocks)
+    if isinstance(like, np.ndarray): return np.concatenate(blocks)
+    return [x for b in blocks for x in b]
+
+def _take(v, index):
+    import numpy as np
+    if torch.is_tensor(v): return v[torch.as_tensor(index, dtype=torch.long)]
+    if isinstance(v, np.ndarray): return v[np.asarray(index)]
+    return [v[i] for i in index]
+
+def repeat_images(out, index: list[int], n: int):
+    """An image processor's output for `n` distinct images, repeated as `index` says (one entry per original image):
+    Qwen's patches by `image_grid_thw`, InternVL's tiles by `num_patches`, per-image entries otherwise. None if a
+    field has a layout this does not know."""
+    data, pv = dict(out), out.get("pixel_values")
+    sizes_key = "image_grid_thw" if "image_grid_thw" in data else "num_patches" if "num_patches" in data else None
+    new = {}
+    for k, v in data.items():
+        if k == "pixel_values" and sizes_key:
+            s = data[sizes_key]
+            sizes = [int(torch.as_tensor(g).prod()) for g in s] if sizes_key == "image_grid_thw" else [int(x) for x in s]
+            blocks = _split(v, sizes)
+            new[k] = _join([blocks[i] for i in index], v)
+        elif len(v) == n: new[k] = _take(v, index)
+        else: return None
+    return type(out)(new)
+
+class OncePerImage:
+    """An image processor that processes each distinct image of a call once and repeats the result for its copies.
+    Installed by `FastGRPOTrainer` while it builds a batch: TRL processes all `B x G` rows image by image, twice a
+    step, on the CPU, and the `G` copies of a prompt's image give `G` equal results."""
+    def __init__(self, ip): object.__setattr__(self, "_ip", ip)
+    def __getattr__(self, k): return getattr(object.__getattribute__(self, "_ip"), k)
+    def __call__(self, images=None, *args, **kw):
+        ip = object.__getattribute__(self, "_ip")
+        nested = isinstance(images, (list, tuple)) and len(images) > 0 and isinstance(images[0], (list, tuple))
+        if nested and any(len(x) != 1 for x in images): return ip(images, *args, **kw)
+        flat = [x[0] for x in images] if nested else images
+        if not isinstance(flat, (list, tuple)) or len(flat) < 2 or not all(hasattr(im, "tobytes") for im in flat):
+            return ip(images, *args, **kw)
+        index, first = unique_prompts([[]] * len(flat), [[im] for im in flat])
+        if len(first) == len(flat): return ip(images, *args, **kw)
+        uniq = [flat[i] for i in first]
+        out = repeat_images(ip([[im] for im in uniq] if nested else uniq, *args, **kw), index, len(uniq))
+        return out if out is not None else ip(images, *args, **kw)
+
+@contextmanager
+def once_per_image(processor):
+    "Within the block, `processor.image_processor` processes each distinct image of a call once."
+    ip = getattr(processor, "image_processor", None)
+    if ip is None or isinstance(ip, OncePerImage): yield; return
+    processor.image_processor = OncePerImage(ip)
+    try: yield
+    finally: processor.image_processor = ip
+
+def _block_key(b) -> tuple:
+    "A cheap key for an image's pixels (shape and two sums); equal keys are confirmed with `torch.equal`."
+    f = b.reshape(-1)
+    return (tuple(b.shape), float(f.float().sum()), float(f[:: max(1, f.numel() // 97)].float().sum()))
+
 class FastGRPOTrainer(GRPOTrainer):
-    "TRL's `GRPOTrainer` whose scoring and update passes encode each distinct image once per generation batch."
-    _mm_key = None
+    "TRL's `GRPOTrainer` with shared-prefix rollouts and image features computed once per distinct image."
+    def __init__(self, *args, cuda_graphs: bool | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._decoder, self._cuda_graphs, self._said = None, cuda_graphs, set()
+        self._features: dict = {}           # image key -> [(pixels, feature, template)] for this generation batch
+        self.fast_rollouts = 0              # generation batches the fast path produced (tests and logs read it)
+
+    def _say(self, msg: str):
+        if msg not in self._said:
+            self._said.add(msg)
+            if self.accelerator.is_main_process: print(f"[r1lit] {msg}", flush=True)
+
+    def _generate_and_score_completions(self, inputs):
+        # Override: TRL's batch building, with each distinct image processed once (see OncePerImage).
+        with once_per_image(self.processing_class):
+            return super()._generate_and_score_completions(inputs)
+
+    def _fast_refusal(self, images, has_tool_images) -> str | None:
+        "Why this generation batch takes TRL's own path (None: it takes the fast one)."
+        if self.use_vllm: return "vLLM generation (use_vllm) is TRL's"
+        if self.use_transformers_continuous_batching: return "continuous batching is TRL's"
+        if self.tools or has_tool_images: return "generation with tools is TRL's"
+        if images is not None and any(len(im or []) != 1 for im in images): return "prompts with several images use TRL's generation"
+        try: self._sampling = Sampling.of(self.generation_config)
+        except ValueError as e: return str(e)
+        return None
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        # Override (see above): distinct prompts prefilled once, decoded by SharedPrefixDecoder.
+        why = self._fast_refusal(images, has_tool_images)
+        index, first = unique_prompts(prompt_ids, images)
+        mm = as_tensors(multimodal_fields)
+        tiles = self._tiles(prompt_ids, mm)
+        fields = take_prompts(mm, first, len(prompt_ids), tiles) if why is None else None
+        if why is None and fields is None: why = "these inputs cannot be split by prompt (tiled images)"
+        if why is not None:
+            self._say(f"GRPO rollouts through TRL's generate: {why}")
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        from trl.models import unwrap_model_for_generation
+        from trl.trainer.utils import pad
+        dev, pad_id = self.accelerator.device, self._tokenizer.pad_token_id
+        ids = [torch.tensor(prompt_ids[r]) for r in first]
+        inputs = {"input_ids": pad(ids, padding_value=pad_id, padding_side="left"),
+                  "attention_mask": pad([torch.ones_like(t) for t in ids], padding_value=0, padding_side="left"), **fields}
+        inputs = {k: v.to(dev) for k, v in inputs.items()}
+        with (unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                          gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                                          generation_kwargs=self.generation_kwargs,
+                                          gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs) as unwrapped,
+              torch.no_grad(), self._dist.summon_full_params(self.model_wrapped, recurse=False)):
+            if self._decoder is None or self._decoder.model is not unwrapped:
+                self._decoder = SharedPrefixDecoder(unwrapped, self.eos_token_ids, pad_id, self._cuda_graphs, log=self._say)
+            feats = encode_images(unwrapped, inputs) if "pixel_values" in inputs else None
+            comp = self._decoder(inputs, index, self.max_completion_length, self._sampling, features=feats)
+        self._features = {}
+        if feats is not None: self._remember(pixel_blocks(inputs, len(first), tiles and [tiles[r] for r in first]), feats)
+        self.fast_rollouts += 1
+        self._say(f"GRPO rollouts: shared prefixes ({len(first)} distinct prompts for {len(prompt_ids)} rows), "
+                  f"decode {'in a CUDA graph' if dev.type == 'cuda' and self._decoder.graph_error is None else 'eager'}")
+        # as TRL: everything after the first end-of-sequence token is dropped
+        is_eos = torch.isin(comp, torch.tensor(self.eos_token_ids, device=comp.device))
+        ends = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, comp.shape[1]).tolist()
+        return [c[:e] for c, e in zip(comp.cpu().tolist(), ends)], None
+
+    def _tiles(self, ids, fields: dict) -> list[int] | None:
+        "Tiles per row of a tile-indexed batch (InternVL), else None."
+        pv = fields.get("pixel_values")
+        if pv is None or "image_grid_thw" in fields or pv.ndim != 4: return None
+        return image_tiles(ids, getattr(hf_model(self.model).config, "image_token_id", None), len(pv))
+
+    def _remember(self, blocks, feats):
+        "Keep the features of this batch's distinct images, keyed by their pixels, for the scoring passes."
+        po = feats["image"].pooler_output
+        per_row = po if isinstance(po, (list, tuple)) else po.split([b.shape[0] for b in blocks])
+        for b, f in zip(blocks, per_row):
+            self._features.setdefault(_block_key(b), []).append((b, f, feats["image"]))
+
+    def _lookup(self, blocks) -> list | None:
+        "The remembered feature of each block, or None if one is missing."
+        out = []
+        for b in blocks:
+            hit = next((f for p, f, _ in self._features.get(_block_key(b), []) if p.shape == b.shape and torch.equal(p, b)), None)
+            if hit is None: return None
+            out.append(hit)
+        return out
+
+    def _image_features(self, model, blocks, fields: dict) -> dict:
+        "`mm_encoder_outputs` for rows with pixel `blocks`: remembered features, else the distinct ones encoded now."
+        feats = self._lookup(blocks)
+        if feats is None:
+            uniq = {}
+            for i, b in enumerate(blocks): uniq.setdefault(_block_key(b), i)
+            rows = sorted(set(uniq.values()))
+            sub = take_prompts({k: v for k, v in fields.items() if k in ("pixel_values", "image_grid_thw", "pixel_attention_mask")},
+                               rows, len(blocks), [b.shape[0] for b in blocks] if fields["pixel_values"].ndim == 4 else None)
+            enc = encode_images(model, sub)
+            self._remember([blocks[r] for r in rows], enc)
+            feats = self._lookup(blocks)
+        tmpl = copy.copy(next(iter(self._features.values()))[0][2])
+        tmpl.pooler_output = feats if isinstance(tmpl.pooler_output, (list, tuple)) else torch.cat(feats)
+        return {"image": tmpl}
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           compute_entropy=False, pixel_values=None, image_grid_thw=None,
-                                           num_images=None, pixel_attention_mask=None, **kw):
-        # Override: this hook is where TRL sends each row's pixels through the frozen vision tower in every pass; only
-        # one-image-per-row Qwen2.5-VL/SmolVLM batches take the fast path, anything else is TRL's own.
-        if pixel_values is None or kw.get("spatial_shapes") is not None or kw.get("num_tiles") is not None \
-           or (num_images is not None and any(n != 1 for n in num_images)) or compute_entropy:
-            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                batch_size, compute_entropy, pixel_values=pixel_values, image_grid_thw=image_grid_thw,
-                num_images=num_images, pixel_attention_mask=pixel_attention_mask, **kw)
-        sizes = image_grid_thw.prod(-1).tolist() if image_grid_thw is not None else []
-        key = (pixel_values.data_ptr(), tuple(pixel_values.shape))
-        if self._mm_key != key:   # a new batch: encode its distinct images once
-            first = distinct_rows(pixel_values, sizes)
-            uniq = sorted(set(first))
-            if sizes:
-                parts = pixel_values.split(sizes)
-                inp = dict(pixel_values=torch.cat([parts[i] for i in uniq]), image_grid_thw=image_grid_thw[uniq])
-            else:
-                inp = dict(pixel_values=pixel_values[uniq])
-                if pixel_attention_mask is not None: inp["pixel_attention_mask"] = pixel_attention_mask[uniq]
-            mm = encode_images(model, inp)
-            pos = {u: i for i, u in enumerate(uniq)}
-            self._mm, self._mm_rows, self._mm_key = mm, [pos[f] for f in first], key
+                                           compute_entropy=False, compute_aux_loss=False, pixel_values=None,
+                                           image_grid_thw=None, num_images=None, pixel_attention_mask=None, **kw):
+        # Override (see above): image features looked up instead of recomputed; TRL's fused head computes the rest.
+        args = (model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss)
+        kwargs = dict(pixel_values=pixel_values, image_grid_thw=image_grid_thw, num_images=num_images,
+                      pixel_attention_mask=pixel_attention_mask, **kw)
+        tiled = any(kw.get(k) is not None for k in ("spatial_shapes", "num_tiles", "image_sizes", "image_position_ids"))
+        if pixel_values is None or tiled or (num_images is not None and any(n != 1 for n in num_images)) \
+           or any(p.requires_grad for m in vision_tower(hf_model(model)) for p in m.parameters()):
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        fields = {k: v for k, v in dict(pixel_values=pixel_values, image_grid_thw=image_grid_thw,
+                                        pixel_attention_mask=pixel_attention_mask).items() if v is not None}
+        tiles = self._tiles(input_ids, fields)
+        blocks = pixel_blocks(fields, input_ids.size(0), tiles)
+        if blocks is None: return super()._get_per_token_logps_and_entropies(*args, **kwargs)
         batch_size = batch_size or input_ids.size(0)
-        logps = []
+        logps, ents, aux = [], [], []
         for s in range(0, input_ids.size(0), batch_size):
             e = min(s + batch_size, input_ids.size(0))
-            kwm = dict(input_ids=input_ids[s:e], attention_mask=attention_mask[s:e], logits_to_keep=logits_to_keep + 1,
-                       mm_encoder_outputs=select_images(self._mm, self._mm_rows[s:e]), use_cache=False)
-            if image_grid_thw is not None: kwm["image_grid_thw"] = image_grid_thw[s:e]
+            rows = list(range(s, e))
+            mi = {"input_ids": input_ids[s:e], "attention_mask": attention_mask[s:e],
+                  "mm_encoder_outputs": self._image_features(model, blocks[s:e], take_prompts(fields, rows, len(blocks), tiles))}
+            if image_grid_thw is not None: mi["image_grid_thw"] = image_grid_thw[s:e]
+            for k in ("token_type_ids", "mm_token_type_ids"):
+                if kw.get(k) is not None: mi[k] = kw[k][s:e]
+            if compute_aux_loss: mi["output_router_logits"] = True
+            labels = input_ids[s:e].masked_fill(attention_mask[s:e] == 0, -100)
+            labels[:, :-logits_to_keep] = -100
             with self.accelerator.autocast():
-                logits = model(**kwm).logits[:, :-1] / self.temperature
-            logps.append(chunked_token_logps(logits, input_ids[s:e, -logits_to_keep:]))
-        return torch.cat(logps), None, None
+                out = model(**mi, labels=labels, fused_lm_head=True)
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            if compute_entropy: ents.append(out.entropy[:, -logits_to_keep:])
+            if compute_aux_loss: aux.append(out.aux_loss)
+        return (torch.cat(logps), torch.cat(ents) if compute_entropy else None,
+                torch.stack(aux).mean() if compute_aux_loss else None)
 
 # %% ../nbs/07b_trainers.ipynb #7b0c0015
 class PatchProbe(nn.Module):
