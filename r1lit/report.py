@@ -341,6 +341,7 @@ def reported(table: str, path: str | Path | None = None):
     for i, r in enumerate(t["rows"]):
         if len(r) != len(t["columns"]): raise ValueError(f"reported table {table!r}, row {i+1}: {len(r)} values for {len(t['columns'])} columns")
     df = pd.DataFrame(t["rows"], columns=t["columns"])
+    df = df.astype(object).where(df.notna(), "–")          # a figure the study did not report is a dash, not NaN
     df["source"] = REPORTED_LABEL
     df.attrs["caption"] = f"{t['caption']} ({REPORTED_LABEL})"
     df.attrs["notes"] = t.get("notes")

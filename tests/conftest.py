@@ -193,6 +193,8 @@ def project(tmp_path, monkeypatch):
         shutil.copy(ROOT / name, dst / name)
     shutil.copytree(ROOT / "book", dst / "book", ignore=shutil.ignore_patterns("_generated"))
     (dst / "nbs" / "experiments").mkdir(parents=True)
+    for nb in (ROOT / "nbs").glob("*.ipynb"):          # the module notebooks: the book's Methods part
+        shutil.copy(nb, dst / "nbs" / nb.name)
     for nb in [*(ROOT / "nbs" / "experiments").glob("*.ipynb"), *FIXTURES.glob("*.ipynb")]:
         shutil.copy(nb, dst / "nbs" / "experiments" / nb.name)
     monkeypatch.setenv("R1LIT_ROOT", str(dst))
