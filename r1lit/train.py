@@ -211,6 +211,12 @@ def fit(kind: str, cfg, build: Callable[[list], Any], save: Callable | None = No
     stop = StopOnPreempt()
     trainer = build([stop])
     acc = trainer.accelerator
+    # In a notebook (an experiment run by papermill) transformers draws an HTML table with a row per logged step;
+    # the run keeps progress in its log, and the chapter draws training curves instead.
+    from transformers.utils.notebook import NotebookProgressCallback
+    from transformers.trainer_callback import ProgressCallback
+    if trainer.pop_callback(NotebookProgressCallback) is not None and not trainer.args.disable_tqdm:
+        trainer.add_callback(ProgressCallback)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out/"preempted.json").unlink(missing_ok=True)
