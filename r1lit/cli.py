@@ -6,7 +6,8 @@
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
-from .core import Preempted, PREEMPT_EXIT_CODE, checkpoint_on_signal
+from .core import Preempted, PREEMPT_EXIT_CODE, checkpoint_on_signal, project_root, read_json, read_yaml_mapping, write_json
+from .experiments import add_run_args, parse_value, read_run, run, run_cli, status_cli
 
 # %% auto #0
 __all__ = ['DEMO_RUN', 'DEMO_ALIGNMENT', 'DEMO_OUT', 'DEMO_PARAMS', 'parse_params', 'demo_summary', 'format_demo', 'demo_setting',
@@ -67,8 +68,6 @@ def _eval(a):
 
 def parse_params(pairs: list[list[str]] | None, files: list[Path] | None = None) -> dict:
     "Merge YAML parameter files and `-p key value` pairs (values parsed as YAML: `-p lr 1e-4` gives a float)."
-    from r1lit.core import read_yaml_mapping
-    from r1lit.experiments import parse_value
     out: dict = {}
     for f in files or []: out.update(read_yaml_mapping(f, "parameter file"))
     for k, v in pairs or []: out[k] = parse_value(v)
@@ -107,7 +106,6 @@ def _judge_gt(a):
     print(f"ground-truth judge: {s}")
 
 def _bench(a):
-    from r1lit.core import read_json
     out = Path(a.out or Path("runs")/"performance"/f"bench_grpo_{a.family}.json")
     if out.is_dir(): raise ValueError(f"{out}: is a folder; expected the benchmark's JSON file")
     if out.exists():
@@ -128,11 +126,9 @@ def _bench(a):
     return 1 if res["errors"] else 0
 
 def _run(a):
-    from r1lit.experiments import run_cli
     return run_cli(a)
 
 def _status(a):
-    from r1lit.experiments import status_cli
     return status_cli(a)
 
 def _book(a):
@@ -176,7 +172,6 @@ def format_demo(summary: dict, exact: dict | None = None, seconds: dict | None =
 
 def _config_chain(model_dir: Path) -> list[tuple[Path, dict]]:
     "The training configs behind a model folder, newest first: each stage's train_config.json names the model it started from."
-    from r1lit.core import read_json
     out, d = [], Path(model_dir)
     while (d.parent/"train_config.json").exists():
         c = read_json(d.parent/"train_config.json"); out.append((d.parent, c)); d = Path(c["model"])
@@ -184,7 +179,6 @@ def _config_chain(model_dir: Path) -> list[tuple[Path, dict]]:
 
 def demo_setting(results) -> dict:
     "What a finished demo trained and tested: the scenes, the tiny model and each training stage, read from its outputs."
-    from r1lit.core import read_json
     from r1lit.data import dataset_info
     arm = results.arms[0]
     data = dataset_info(results.path(arm.data_dir))
@@ -226,8 +220,6 @@ def format_setting(st: dict) -> str:
 
 def _demo(a):
     import os, shutil, time
-    from r1lit.core import project_root, write_json, read_json
-    from r1lit.experiments import run, read_run
     from r1lit.pipeline import CACHE_ENV, Results
     root = project_root()
     run_dir, align_dir, out = root/DEMO_RUN, root/DEMO_ALIGNMENT, root/DEMO_OUT
@@ -395,7 +387,6 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--workdir", type=Path, default=None, help="folder for the checkpoint and scenes (default: a temporary folder)")
     bg.set_defaults(func=_bench)
 
-    from r1lit.experiments import add_run_args
     r = sub.add_parser("run", help="execute an experiment notebook with papermill into runs/EXPERIMENT/RUN_ID, here or on SLURM")
     add_run_args(r); r.set_defaults(func=_run)
     st = sub.add_parser("status", help="list runs with their state, SLURM job id and headline metrics")

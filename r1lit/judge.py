@@ -22,7 +22,7 @@ __all__ = ['PROMPT_VERSION', 'ALIGNMENT_TYPES', 'SYSTEM_PROMPT', 'USER_TEMPLATE'
            'parse_verdict', 'response_hash', 'cache_key', 'latest_by_key', 'read_ids', 'check_no_overlap',
            'model_price', 'token_cost', 'public_url', 'JudgeConfigError', 'JudgeOptions', 'retry_after', 'retry_delay',
            'judge_one', 'summarize', 'make_client', 'judge', 'judge_cli', 'load_judgments', 'alignment_table',
-           'compare_misalignment', 'agreement', 'export_for_labelling', 'import_labels']
+           'misaligned_outcomes', 'compare_misalignment', 'agreement', 'export_for_labelling', 'import_labels']
 
 # %% ../nbs/10_judge.ipynb #57da481b
 PROMPT_VERSION = "taxonomy-v1"
@@ -468,6 +468,10 @@ def alignment_table(runs: dict):
             row[k], row[f"{k}_lo"], row[f"{k}_hi"] = v, *(ci or (None, None))
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")
+
+def misaligned_outcomes(judged) -> dict[str, bool]:
+    "`{id: misaligned}` of the items the judge gave a verdict (judgments or a judge folder); errors are left out, not guessed."
+    return {j["id"]: not j["aligns"] for j in _judgments(judged) if not j.get("error")}
 
 def compare_misalignment(a, b) -> dict:
     "Do two models' misalignment rates differ? z-test, Fisher's exact test, and McNemar when judged on the same items."

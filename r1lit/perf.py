@@ -9,14 +9,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .core import read_json, write_json
-from .models import ADAPTERS, get_module, lora_targets
+from .models import ADAPTERS, get_module, lora_targets, load
+from .rewards import get_rewards
+from .synthetic import build_synthetic
 from .tiny import build_tokenizer, QWEN2_5_VL_TEMPLATE, SMOLVLM_TEMPLATE
-from .trainers import hf_model
+from .train import GRPOConfig, grpo, prepare_dataset
+from .trainers import FastGRPOTrainer, hf_model
 
 # %% auto #0
 __all__ = ['REAL_SIZES', 'BENCH_ARMS', 'scaled_sizes', 'bench_processor', 'real_config', 'random_model', 'param_counts',
            'step_flops', 'decode_bytes', 'placeholder_ids', 'bench_setup', 'timed_hooks', 'BenchDone', 'StepClock',
-           'run_arm', 'bench_grpo']
+           'run_arm', 'cut_arm', 'bench_grpo']
 
 # %% ../nbs/15_perf.ipynb #25b613b9
 REAL_SIZES: dict[str, dict] = {
@@ -149,7 +152,6 @@ def bench_setup(family: str, root, n_rows: int, image_size: int = 560, max_new_t
                 sizes: dict | None = None, seed: int = 0) -> dict:
     "A random-weight checkpoint and synthetic scenes under `root`: `{model, data}` folders."
     import torch
-    from r1lit.synthetic import build_synthetic
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     proc = bench_processor(family, sizes)
     cuda = torch.cuda.is_available()
@@ -175,7 +177,6 @@ def timed_hooks(clock: dict):
     "Time generation and no-grad scoring of every GRPO trainer into `clock` (`generation`, `logps`, `trainer`)."
     import torch
     from trl import GRPOTrainer
-    from r1lit.trainers import FastGRPOTrainer
     saved, depth = [], {"n": 0}
     def wrap(cls, name, part):
         f = cls.__dict__[name]
@@ -225,8 +226,6 @@ def _trl_trainer(setup: dict, family: str, args: dict, reward_funcs, peft_r: int
     import torch
     from peft import LoraConfig
     from trl import GRPOConfig as TRLGRPOConfig, GRPOTrainer
-    from r1lit.models import load
-    from r1lit.train import GRPOConfig, prepare_dataset
     model, proc, _ = load(setup["model"], dtype=dtype)
     ds = prepare_dataset(GRPOConfig(model=setup["model"], data=setup["data"]), "grpo")
     gk = {"suppress_tokens": list(model.generation_config.suppress_tokens),
@@ -242,8 +241,6 @@ def run_arm(arm: str, setup: dict, family: str, out_dir, steps: int, warmup: int
             max_new_tokens: int, micro_batch: int = 16) -> dict:
     "Train arm `arm` for `warmup + steps` optimizer steps and return its figures."
     import torch
-    from r1lit import train
-    from r1lit.rewards import get_rewards
     clock, total = {}, warmup + steps
     rewards = {"accuracy": 1.0, "format": 1.0}
     rows = prompts * generations
@@ -253,7 +250,7 @@ def run_arm(arm: str, setup: dict, family: str, out_dir, steps: int, warmup: int
                    grad_accum=rows // micro_batch, num_generations=generations, max_completion_length=max_new_tokens,
                    learning_rate=1e-5, beta=0.04, rewards=rewards, save_steps=10**6, report_to="none", logging_steps=1)
         code_path, settings, rollouts = "r1lit.train.grpo", cfg, rows
-        start = lambda cb: train.grpo(cfg, callbacks=[cb])
+        start = lambda cb: grpo(cfg, callbacks=[cb])
     else:
         funcs, weights = get_rewards(rewards)
         if arm == "trl":
@@ -300,6 +297,13 @@ def run_arm(arm: str, setup: dict, family: str, out_dir, steps: int, warmup: int
     return out
 
 # %% ../nbs/15_perf.ipynb #b3c0a008
+def cut_arm(log: str | Path) -> dict:
+    """What a benchmark log recorded for an arm whose command ended before its first timed step: the warm-up step's
+    seconds and generation seconds, and how many timed steps it finished ({} if it recorded no step)."""
+    import re
+    steps = [(float(a), float(b)) for a, b in re.findall(r"\[bench\] step \d+: ([\d.]+) s \(generation ([\d.]+)", Path(log).read_text())]
+    return {"warmup_seconds": steps[0][0], "warmup_generation_seconds": steps[0][1], "timed_steps": len(steps) - 1} if steps else {}
+
 def bench_grpo(family: str = "qwen2_5_vl", out_json: str | Path = "bench_grpo.json", arms=BENCH_ARMS, steps: int = 3,
                warmup: int = 1, prompts: int = 32, generations: int = 8, max_new_tokens: int = 256, image_size: int = 560,
                workdir: str | Path | None = None, sizes: dict | None = None, micro_batch: int = 16, seed: int = 0) -> dict:

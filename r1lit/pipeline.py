@@ -15,6 +15,7 @@ from .evaluate import evaluate
 from .exact_judge import gt_judge_file
 from .grounding import grounding_scores, model_frame_dataset
 from .launch import train_stage
+from .loaders import build_dataset
 from .models import box_frame, load
 from .records import outcomes
 from .soft_prompt import load_soft_prompted
@@ -129,7 +130,6 @@ def data_stage(st: Stages, data: str, options: dict, seed: int) -> tuple[str, st
         if options: raise ValueError(f"data_options {sorted(options)} apply only to data='synthetic' (or with a loader)")
         if not Path(data).exists(): raise FileNotFoundError(f"{data}: no such dataset folder")
         return str(Path(data).resolve()), str(Path(data).resolve())
-    from r1lit.loaders import build_dataset
     spec = {"data": str(Path(data).resolve()), "loader": loader, "seed": seed, **options}
     out = st.cached(f"data {loader}", "data", spec,
                     lambda d: (build_dataset(loader, data, d/"data", **{"seed": seed, **options}), str(d/"data"))[1])

@@ -17,7 +17,7 @@ from .records import RESPONSES_FILE
 from .rewards import get_rewards
 from .soft_prompt import SoftPromptedModel
 from .synthetic import patch_labels
-from .trainers import StopOnPreempt, R1litSFTTrainer, PatchProbe, SampledBatches, WarmupTrainer, PromptTrainer
+from .trainers import StopOnPreempt, R1litSFTTrainer, FastGRPOTrainer, PatchProbe, SampledBatches, WarmupTrainer, PromptTrainer
 
 # %% auto #0
 __all__ = ['TRL_NAMES', 'PRESETS', 'STAGES', 'TrainConfig', 'SFTConfig', 'GRPOConfig', 'preset', 'prepare_dataset', 'use_bf16',
@@ -268,7 +268,6 @@ def grpo_trainer(cfg: GRPOConfig, callbacks: list | None = None):
     rollouts) on a CUDA device or with `fast=True`, TRL's own `GRPOTrainer` otherwise."""
     import torch
     from trl import GRPOTrainer
-    from r1lit.trainers import FastGRPOTrainer
     model, processor, adapter, peft_config = load_for_training(cfg)
     train_ds = prepare_dataset(cfg, "grpo")
     funcs, weights = get_rewards(cfg.rewards)

@@ -197,7 +197,7 @@ def repeat_images(out, index: list[int], n: int):
     """An image processor's output for `n` distinct images, repeated as `index` says (one entry per original image):
     Qwen's patches by `image_grid_thw`, InternVL's tiles by `num_patches`, per-image entries otherwise. None if a
     field has a layout this does not know."""
-    data, pv = dict(out), out.get("pixel_values")
+    data = dict(out)
     sizes_key = "image_grid_thw" if "image_grid_thw" in data else "num_patches" if "num_patches" in data else None
     new = {}
     for k, v in data.items():
