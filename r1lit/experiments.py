@@ -218,6 +218,7 @@ def run(name: str, params: dict | None = None, param_file: str | Path | None = N
     given = check_params(name, nb, load_params(params, param_file))
     if run_dir is None: run_dir = root/"runs"/name/run_id(given)
     run_dir = Path(run_dir).resolve()
+    if run_dir.exists() and not run_dir.is_dir(): raise ValueError(f"{run_dir}: is a file; expected a run folder")
     stored = run_dir/"params.yaml"
     if stored.exists():
         old = yaml.safe_load(stored.read_text(encoding="utf-8")) or {}

@@ -150,6 +150,7 @@ def read_ids(path: str | Path) -> list[str]:
     "Ids from a JSON list, a JSONL with `id` fields, or a text file with one id per line."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: no such id file")
+    if path.is_dir(): raise ValueError(f"{path}: is a folder; expected an id file (.json list, .jsonl with ids, or one id per line)")
     if path.suffix == ".json":
         obj = read_json(path)
         if not isinstance(obj, list): raise ValueError(f"{path}: expected a JSON list of ids")
