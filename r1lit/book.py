@@ -203,7 +203,8 @@ def effect_text(t: dict) -> str:
     lo, hi = t["ci95"]
     p = "p < 0.001" if t["p"] < 0.001 else f"p = {t['p']:.2g}"
     seeds = len(t.get("seeds") or t.get("per_seed") or [])
-    return f"{f(t['effect'])}{' points' if pts else ''} [{f(lo)}, {f(hi)}], {p}, {seeds} seeds, n = {t['n']}"
+    null = f"; this n detects {f(t['detectable']).lstrip('+')}{' points' if pts else ''} or more" if t["p"] >= 0.05 and t.get("detectable") else ""
+    return f"{f(t['effect'])}{' points' if pts else ''} [{f(lo)}, {f(hi)}], {p}, {seeds} seeds, n = {t['n']}{null}"
 
 def findings(chosen: dict, chapters: dict, reported_path: Path) -> list[dict]:
     "One row per chapter that names a question: its primary test from the chosen run, and the study's reported line."
