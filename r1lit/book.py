@@ -123,7 +123,8 @@ def chapter_notebook(run_dir: str | Path, title: str) -> dict:
     note = _md(f"```{{admonition}} Run {rec.get('run_id', run_dir.name)}\n"
                f"Experiment `{rec.get('experiment')}`, state {rec.get('state')}, "
                f"{'finished ' + str(rec['end']) if rec.get('end') else 'not finished'}, "
-               f"commit {commit}. Parameters and package versions: {{doc}}`reproducibility`.\n```")
+               f"commit {commit}, on {rec.get('machine') or 'host ' + str(rec.get('host') or 'unknown')}. "
+               f"Parameters and package versions: {{doc}}`reproducibility`.\n```")
     cells = nb.get("cells", [])
     for c in cells:
         if c.get("cell_type") != "code": continue
@@ -163,7 +164,7 @@ def reproducibility_page(chosen: dict[str, Path | None], chapters: dict) -> str:
         params = yaml.safe_load((d/"params.yaml").read_text(encoding="utf-8")) if (d/"params.yaml").exists() else {}
         out += ["| | |", "|---|---|", f"| run | `{rec.get('experiment')}/{rec.get('run_id', d.name)}` |",
                 f"| commit | `{rec.get('commit')}` |", f"| uncommitted changes | {_cell(rec.get('dirty'))} |",
-                f"| python | {_cell(rec.get('python'))} |",
+                f"| python | {_cell(rec.get('python'))} |", f"| machine | {_cell(rec.get('machine') or rec.get('host'))} |",
                 *[f"| {k} | {_cell(v)} |" for k, v in (rec.get("versions") or {}).items()],
                 f"| seed | {_cell(rec.get('seed'))} |", f"| started / finished | {_cell(rec.get('start'))} / {_cell(rec.get('end'))} |",
                 f"| attempts | {len(rec.get('attempts') or [])} |", f"| SLURM job | {_cell(rec.get('slurm_job_id'))} |", ""]

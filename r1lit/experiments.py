@@ -17,10 +17,10 @@ from .core import (write_json, read_json, read_yaml_mapping, project_root, redac
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'STATES', 'VERSIONED', 'PREEMPT_FILE', 'STOP_GRACE_ENV', 'DEFAULT_PROFILE', 'RunFailed',
            'experiments_dir', 'experiment_notebook', 'parse_value', 'load_params', 'run_id', 'git_state',
-           'package_versions', 'provenance', 'run_dir_from_env', 'save_metrics', 'flatten', 'read_run', 'update_run',
-           'choose_run', 'resolve_run', 'run', 'notebook_params', 'check_params', 'new_notebook', 'scratch_project',
-           'SlurmSpec', 'slurm_spec', 'job_command', 'write_sbatch', 'submit', 'slurm_state', 'headline', 'status',
-           'format_status', 'add_run_args', 'run_cli', 'status_cli', 'main']
+           'package_versions', 'machine', 'provenance', 'run_dir_from_env', 'save_metrics', 'flatten', 'read_run',
+           'update_run', 'choose_run', 'resolve_run', 'run', 'notebook_params', 'check_params', 'new_notebook',
+           'scratch_project', 'SlurmSpec', 'slurm_spec', 'job_command', 'write_sbatch', 'submit', 'slurm_state',
+           'headline', 'status', 'format_status', 'add_run_args', 'run_cli', 'status_cli', 'main']
 
 # %% ../nbs/11_experiments.ipynb #b6378b02
 RUN_DIR_ENV = "R1LIT_RUN_DIR"
@@ -90,10 +90,20 @@ def package_versions(names=VERSIONED) -> dict:
         except importlib.metadata.PackageNotFoundError: out[n] = None
     return out
 
+def machine() -> str:
+    "This machine in words: CPU cores and architecture, and its NVIDIA GPUs (from `nvidia-smi`, without importing torch)."
+    gpus = []
+    if shutil.which("nvidia-smi"):
+        try: gpus = [l.strip() for l in subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                                       capture_output=True, text=True, timeout=20).stdout.splitlines() if l.strip()]
+        except (OSError, subprocess.SubprocessError): gpus = []
+    gpu = f"{len(gpus)} x {gpus[0]}" if gpus else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}), {gpu}"
+
 def provenance(root: str | Path | None = None) -> dict:
-    "Git state, package versions, python version and host of this process."
+    "Git state, package versions, python version, host and machine of this process."
     return {**git_state(root), "versions": package_versions(), "python": platform.python_version(),
-            "host": socket.gethostname()}
+            "host": socket.gethostname(), "machine": machine()}
 
 # %% ../nbs/11_experiments.ipynb #63801cc4
 def run_dir_from_env() -> Path | None:
