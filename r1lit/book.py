@@ -253,7 +253,8 @@ def front_page(intro: str, rows: list[dict], figure: str | None) -> str:
            "|---|---|---|---|"]
     for r in rows:
         t = r["result"]
-        test = f"{{doc}}`{r['test']} <{r['chapter']}>`" if t else f"{{doc}}`not yet run <{r['chapter']}>`"
+        label = f"{r['test'].replace('_', ' ')} ({t.get('metric', 'correct')})" if t else "not yet run"
+        test = f"{{doc}}`{label} <{r['chapter']}>`"
         res = effect_text(t) if t else "not yet run"
         out.append(f"| {r['question']} | {test} | {res} | {r['reported'] or '–'} |")
     if figure: out += ["", f"```{{figure}} {figure}", ":name: findings-figure", "",
