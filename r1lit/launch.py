@@ -13,28 +13,8 @@ from .core import (PREEMPT_ENV, Preempted, LaunchSettings, CONFIGS, config_dir, 
 from .train import TrainResult, finished, stage_config, train, STAGES
 
 # %% auto #0
-__all__ = ['CONFIGS', 'QWEN25_VL', 'config_dir', 'config_path', 'check_config', 'lora_params', 'memory_per_gpu', 'activation_gib',
-           'memory_table', 'accelerate_command', 'launch_command', 'launch_env', 'launch_plan', 'LaunchFailed',
-           'launch', 'train_stage', 'run_rank', 'main']
-
-# %% ../nbs/08a_launch.ipynb #dc3e202c
-CONFIGS = ("single_gpu", "ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")
-
-def config_dir(root: str | Path | None = None) -> Path:
-    "The folder of accelerate configuration files: `nbs/accelerate/` under the project root."
-    return Path(root or project_root())/"nbs"/"accelerate"
-
-def config_path(name: str | Path, root: str | Path | None = None) -> Path:
-    "Path of accelerate config `name` (one of `CONFIGS`, or a path to a YAML file)."
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml", ".json"):
-        if not p.exists(): raise FileNotFoundError(f"accelerate config {p} does not exist")
-        return p.resolve()
-    p = config_dir(root)/f"{name}.yaml"
-    if not p.exists():
-        have = sorted(q.stem for q in config_dir(root).glob("*.yaml")) if config_dir(root).exists() else []
-        raise FileNotFoundError(f"no accelerate config {name!r}: {p} does not exist (configs: {', '.join(have) or 'none'})")
-    return p
+__all__ = ['QWEN25_VL', 'check_config', 'lora_params', 'memory_per_gpu', 'activation_gib', 'memory_table', 'accelerate_command',
+           'launch_command', 'launch_env', 'launch_plan', 'LaunchFailed', 'launch', 'train_stage', 'run_rank', 'main']
 
 # %% ../nbs/08a_launch.ipynb #ae607bfc
 def _launch_parser():
