@@ -109,3 +109,19 @@ def test_alignment_llm_over_a_vsr_run(project, cache, monkeypatch):
     assert len(server.log) == 2 * 2 * 2 * n_test
     for f in d.rglob("*"):
         if f.is_file() and f.suffix in (".ipynb", ".json", ".jsonl", ".txt", ".yaml"): assert key not in f.read_text(), f
+
+
+def test_chapters_share_one_embedded_default():
+    """The chapters' embedded defaults share the base model, scenes, training settings and seeds, so the stage cache
+    trains each shared stage once for the whole book; a chapter that drifts from the others would silently train its
+    own copies (and its numbers would no longer be about the same models)."""
+    import ast
+    from r1lit.core import project_root
+    from r1lit.experiments import notebook_params
+    shared = ("seeds", "model", "model_options", "data", "data_options", "train", "eval_options", "prompt_style")
+    defaults = {ch: notebook_params(project_root() / "nbs" / "experiments" / f"{ch}.ipynb") for ch in PARAMS}
+    for k in shared:
+        vals = {ch: ast.literal_eval(p[k]) for ch, p in defaults.items() if k in p}
+        assert len(vals) >= 6, (k, sorted(vals))
+        first = next(iter(vals.values()))
+        assert all(v == first for v in vals.values()), f"{k} differs: {[ch for ch, v in vals.items() if v != first]}"
