@@ -12,12 +12,13 @@ import yaml
 from .core import read_json, read_yaml_mapping, project_root, redact
 from .experiments import read_run, flatten, experiment_notebook, choose_run
 from .report import REPORTED_LABEL, reported_tables
+from .stats import p_text
 
 # %% auto #0
 __all__ = ['GENERATED', 'CHAPTER_KEYS', 'TOC_HEADER', 'GLUE_PREFIX', 'RATE_METRICS', 'load_manifest', 'methods_file', 'toc',
-           'toc_text', 'glued', 'check_glue', 'progress_output', 'tidy_missing', 'chapter_notebook', 'not_run_page',
-           'reproducibility_page', 'reported_page', 'primary_test', 'effect_text', 'findings', 'findings_figure',
-           'front_page', 'methods_notebook', 'generate', 'build_book', 'book_cli']
+           'toc_text', 'glued', 'check_glue', 'progress_output', 'without_trainer_logs', 'tidy_missing',
+           'chapter_notebook', 'not_run_page', 'reproducibility_page', 'reported_page', 'primary_test', 'effect_text',
+           'findings', 'findings_figure', 'front_page', 'methods_notebook', 'generate', 'build_book', 'book_cli']
 
 # %% ../nbs/14_book.ipynb #9871c3b1
 GENERATED = Path("book")/"_generated"
@@ -100,10 +101,18 @@ def _md(src: str) -> dict:
     return {"cell_type": "markdown", "id": hashlib.sha1(src.encode()).hexdigest()[:8], "metadata": {}, "source": src}
 
 def progress_output(o: dict) -> bool:
-    "Is this cell output progress rather than a result: stderr (bars, warnings) or a trainer's HTML progress table?"
-    if o.get("output_type") == "stream": return o.get("name") == "stderr"
+    "Is this cell output progress rather than a result: stderr (bars, warnings), an empty stream or a trainer's HTML progress table?"
+    if o.get("output_type") == "stream": return o.get("name") == "stderr" or not "".join(o.get("text", "")).strip()
     html = o.get("data", {}).get("text/html", "")
     return "<progress" in ("".join(html) if isinstance(html, list) else html)
+
+def without_trainer_logs(o: dict) -> dict:
+    "A stdout output without the per-step dicts a trainer prints (`{'loss': ..., 'epoch': ...}`); the run's log keeps them."
+    import re
+    if o.get("output_type") != "stream" or o.get("name") != "stdout": return o
+    lines = "".join(o.get("text", "")).splitlines(keepends=True)
+    keep = [l for l in lines if not re.fullmatch(r"\{'[^']+': .*'epoch': [^{}]*\}\s*", l)]
+    return o if len(keep) == len(lines) else {**o, "text": "".join(keep)}
 
 def tidy_missing(o: dict) -> dict:
     "A table output with its missing values (pandas writes `NaN` / `None`) shown as a dash."
@@ -129,7 +138,8 @@ def chapter_notebook(run_dir: str | Path, title: str) -> dict:
     for c in cells:
         if c.get("cell_type") != "code": continue
         # progress bars and warnings (stderr) and the trainer's per-step progress tables belong in the run's log.txt
-        c["outputs"] = [tidy_missing(o) for o in c.get("outputs", []) if not progress_output(o)]
+        outputs = [without_trainer_logs(o) for o in c.get("outputs", [])]
+        c["outputs"] = [tidy_missing(o) for o in outputs if not progress_output(o)]
         # the code folds away; the parameters are on the reproducibility page
         tags = set(c.get("metadata", {}).get("tags", []))
         c.setdefault("metadata", {})["tags"] = sorted(tags | ({"remove-cell"} if tags & {"parameters", "injected-parameters"}
@@ -202,10 +212,9 @@ def effect_text(t: dict) -> str:
     pts = t.get("metric", "correct") in RATE_METRICS
     f = (lambda x: f"{100 * x:+.1f}") if pts else (lambda x: f"{x:+.3f}")
     lo, hi = t["ci95"]
-    p = "p < 0.001" if t["p"] < 0.001 else f"p = {t['p']:.2g}"
     seeds = len(t.get("seeds") or t.get("per_seed") or [])
     null = f"; this n detects {f(t['detectable']).lstrip('+')}{' points' if pts else ''} or more" if t["p"] >= 0.05 and t.get("detectable") else ""
-    return f"{f(t['effect'])}{' points' if pts else ''} [{f(lo)}, {f(hi)}], {p}, {seeds} seeds, n = {t['n']}{null}"
+    return f"{f(t['effect'])}{' points' if pts else ''} [{f(lo)}, {f(hi)}], {p_text(t['p'])}, {seeds} seeds, n = {t['n']}{null}"
 
 def findings(chosen: dict, chapters: dict, reported_path: Path) -> list[dict]:
     "One row per chapter that names a question: its primary test from the chosen run, and the study's reported line."
