@@ -14,7 +14,7 @@ from .bias import bias_level, relation_majority
 from .core import project_root, read_jsonl
 from .data import load_split
 from .experiments import save_metrics, flatten
-from .stats import wilson, pooled_paired_test, paired_continuous, detectable_effect
+from .stats import wilson, pooled_paired_test, paired_continuous, detectable_effect, p_text
 if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importing the pipeline would load torch and TRL
 
 # %% auto #0
@@ -92,8 +92,8 @@ def shortcut_ids(results: "Results", arm: str, split: str, seed: int, side: str 
 def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: str, metric: str = "correct",
             seeds: Sequence[int] | None = None, shortcut: tuple[str, str] | None = None) -> dict:
     """B = (arm, model) against A on `split`, paired within each seed and pooled over `seeds` (default: all):
-    `a`, `b`, `metric`, `n`, `effect` (B minus A), `ci95`, `statistic`, `p`, `per_seed`, and `detectable` (the smallest
-    effect with 80 % power at this n). `shortcut=(arm, side)` keeps only the items `side` ("with" / "against") of that
+    `a`, `b`, `metric`, `n`, `effect` (B minus A), `ci95`, `statistic`, `p` (and `p_text`, as prose writes it),
+    `per_seed`, and `detectable` (the smallest effect with 80 % power at this n). `shortcut=(arm, side)` keeps only the items `side` ("with" / "against") of that
     arm's text shortcut (`shortcut_ids`)."""
     seeds = list(seeds) if seeds is not None else results.seeds
     label = lambda x: f"{x[0]}/{x[1]}"
@@ -114,13 +114,15 @@ def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: s
         t = paired_continuous(A, B, where=f"compare {label(b)} vs {label(a)}")
         per = [{"seed": s, **{k: v for k, v in paired_continuous(pa, pb).items()}} for s, (pa, pb) in zip(seeds, pairs) if pa]
         return {"a": label(a), "b": label(b), "split": split, "metric": metric, "n": t["n"], "effect": t["effect"],
-                "ci95": t["ci95"], "statistic": t["statistic"], "p": t["p"], "mean_a": t["mean_a"], "mean_b": t["mean_b"],
+                "ci95": t["ci95"], "statistic": t["statistic"], "p": t["p"], "p_text": p_text(t["p"]),
+                "mean_a": t["mean_a"], "mean_b": t["mean_b"],
                 "per_seed": per, "seeds": seeds, "detectable": None}
     t = pooled_paired_test(pairs, seeds, where=f"compare {label(b)} vs {label(a)}")
     disc = (t["only_a"] + t["only_b"]) / t["n"]
     return {"a": label(a), "b": label(b), "split": split + (f" ({shortcut[1]} the {shortcut[0]} shortcut)" if shortcut else ""),
             "metric": metric, "n": t["n"], "effect": t["effect"],
-            "ci95": t["ci95"], "statistic": t["statistic"], "p": t["p"], "rate_a": t["accuracy_a"], "rate_b": t["accuracy_b"],
+            "ci95": t["ci95"], "statistic": t["statistic"], "p": t["p"], "p_text": p_text(t["p"]),
+            "rate_a": t["accuracy_a"], "rate_b": t["accuracy_b"],
             "only_a": t["only_a"], "only_b": t["only_b"], "seeds": seeds,
             "per_seed": [{k: q[k] for k in ("seed", "n", "accuracy_a", "accuracy_b", "only_a", "only_b", "effect", "p")}
                          for q in t["per_seed"]],
@@ -175,7 +177,7 @@ def tests_prose(tests: dict) -> str:
         test = "McNemar" if t["metric"] != "facts" and t["metric"] != "iou" else "sign-flip permutation"
         det = f"; the smallest difference this n detects with 80 % power is {t['detectable']:.3f}" if t.get("detectable") else ""
         out.append(head + f"{rates}difference {t['effect']:+.3f} (95 % CI {t['ci95'][0]:+.3f} to {t['ci95'][1]:+.3f}), "
-                          f"{test} p = {t['p']:.3g}, n = {t['n']}{det}.")
+                          f"{test} {p_text(t['p'])}, n = {t['n']}{det}.")
     return "\n".join(out)
 
 # %% ../nbs/13_report.ipynb #3c0e000b
@@ -251,7 +253,7 @@ def plot_tests(tests: dict, title: str = "", ax=None, xlabel: str = "effect (B m
     for i, k in enumerate(names):
         t = tests[k]
         ax.errorbar([t["effect"]], [i], xerr=[[t["effect"] - t["ci95"][0]], [t["ci95"][1] - t["effect"]]], fmt="o", color="C1", capsize=3)
-        ax.annotate(f"p = {t['p']:.3g}", (t["ci95"][1], i), xytext=(6, -3), textcoords="offset points", fontsize=8)
+        ax.annotate(p_text(t["p"]), (t["ci95"][1], i), xytext=(6, -3), textcoords="offset points", fontsize=8)
     ax.axvline(0, color="grey", lw=1, ls="--")
     ax.set_yticks(range(len(names)), [f"{tests[k]['b']} vs {tests[k]['a']}\n({tests[k]['metric']}, {tests[k]['split']})" for k in names], fontsize=8)
     ax.invert_yaxis(); ax.set_xlabel(xlabel); ax.set_title(title, fontsize=10)

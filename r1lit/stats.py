@@ -11,7 +11,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['wilson', 'bootstrap_ci', 'mcnemar', 'paired_test', 'pooled_paired_test', 'paired_continuous', 'two_proportions',
-           'detectable_effect', 'kappa']
+           'detectable_effect', 'kappa', 'p_text']
 
 # %% ../nbs/00a_stats.ipynb #5a7c0e07
 def wilson(k: int, n: int) -> list[float] | None:
@@ -138,3 +138,8 @@ def kappa(a: Sequence[str], b: Sequence[str], labels: Sequence[str]) -> dict:
     return {"n": len(a), "kappa": float(cohen_kappa_score(a, b, labels=list(labels))),
             "n_disagree": sum(x != y for x, y in zip(a, b)), "labels": list(labels),
             "confusion": confusion_matrix(a, b, labels=list(labels)).tolist()}
+
+# %% ../nbs/00a_stats.ipynb #5a7c0e22
+def p_text(p: float) -> str:
+    "`p < 0.001`, or `p = 0.037` with two significant digits."
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
