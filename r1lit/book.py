@@ -11,14 +11,13 @@ import yaml
 
 from .core import read_json, read_yaml_mapping, project_root, redact
 from .experiments import read_run, flatten, experiment_notebook, choose_run
-from .report import REPORTED_LABEL, reported_tables
-from .stats import p_text
+from .report import REPORTED_LABEL, RATE_METRICS, effect_text, reported_tables
 
 # %% auto #0
-__all__ = ['GENERATED', 'CHAPTER_KEYS', 'TOC_HEADER', 'GLUE_PREFIX', 'RATE_METRICS', 'load_manifest', 'methods_file', 'toc',
-           'toc_text', 'glued', 'check_glue', 'progress_output', 'without_trainer_logs', 'tidy_missing',
-           'chapter_notebook', 'not_run_page', 'reproducibility_page', 'reported_page', 'primary_test', 'effect_text',
-           'findings', 'findings_figure', 'front_page', 'methods_notebook', 'generate', 'build_book', 'book_cli']
+__all__ = ['GENERATED', 'CHAPTER_KEYS', 'TOC_HEADER', 'GLUE_PREFIX', 'load_manifest', 'methods_file', 'toc', 'toc_text', 'glued',
+           'check_glue', 'progress_output', 'without_trainer_logs', 'tidy_missing', 'chapter_notebook', 'not_run_page',
+           'reproducibility_page', 'reported_page', 'primary_test', 'findings', 'findings_figure', 'front_page',
+           'methods_notebook', 'generate', 'build_book', 'book_cli']
 
 # %% ../nbs/14_book.ipynb #9871c3b1
 GENERATED = Path("book")/"_generated"
@@ -197,24 +196,12 @@ def reported_page(path: str | Path | None = None) -> str:
     return "\n".join(out)
 
 # %% ../nbs/14_book.ipynb #b00c0002
-RATE_METRICS = ("correct", "misaligned", "reasoning_true", "facts", "format", "parsed")
-
 def primary_test(metrics: dict, name: str | None = None) -> tuple[str, dict] | None:
     "`(name, test)` of a chapter's primary test: `name` if given and present, else its first test; None without tests."
     tests = metrics.get("tests") if isinstance(metrics.get("tests"), dict) else {}
     if not tests: return None
     key = name if name in tests else next(iter(tests))
     return key, tests[key]
-
-def effect_text(t: dict) -> str:
-    "`+2.6 points [-1.0, +6.1], p = 0.17, 3 seeds, n = 900` (rates in percentage points, other metrics as they are)."
-    if t.get("effect") is None: return f"not computable: {t.get('reason') or 'no items'}"
-    pts = t.get("metric", "correct") in RATE_METRICS
-    f = (lambda x: f"{100 * x:+.1f}") if pts else (lambda x: f"{x:+.3f}")
-    lo, hi = t["ci95"]
-    seeds = len(t.get("seeds") or t.get("per_seed") or [])
-    null = f"; this n detects {f(t['detectable']).lstrip('+')}{' points' if pts else ''} or more" if t["p"] >= 0.05 and t.get("detectable") else ""
-    return f"{f(t['effect'])}{' points' if pts else ''} [{f(lo)}, {f(hi)}], {p_text(t['p'])}, {seeds} seeds, n = {t['n']}{null}"
 
 def findings(chosen: dict, chapters: dict, reported_path: Path) -> list[dict]:
     "One row per chapter that names a question: its primary test from the chosen run, and the study's reported line."

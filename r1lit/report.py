@@ -18,10 +18,10 @@ from .stats import wilson, pooled_paired_test, paired_continuous, detectable_eff
 if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importing the pipeline would load torch and TRL
 
 # %% auto #0
-__all__ = ['EXACT_KEYS', 'REPORTED_LABEL', 'accuracy_table', 'summary_table', 'shortcut_ids', 'compare', 'run_tests',
-           'train_bias', 'shortcut_table', 'tests_table', 'tests_prose', 'metrics', 'save_and_glue', 'plot_seeds',
-           'plot_tests', 'plot_training', 'log_mean', 'plot_checkpoints', 'plot_categories', 'reported_tables',
-           'reported']
+__all__ = ['EXACT_KEYS', 'RATE_METRICS', 'EXPECT', 'REPORTED_LABEL', 'accuracy_table', 'summary_table', 'shortcut_ids', 'compare',
+           'run_tests', 'train_bias', 'shortcut_table', 'tests_table', 'tests_prose', 'metrics', 'save_and_glue',
+           'plot_seeds', 'plot_tests', 'plot_training', 'log_mean', 'plot_checkpoints', 'plot_categories',
+           'effect_text', 'verdict', 'verdicts', 'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
 EXACT_KEYS = ("parsed", "reasoning_true", "answer_follows", "misaligned", "facts_true")
@@ -229,18 +229,20 @@ def plot_seeds(results: "Results", splits: Sequence[str] | None = None, title: s
     axes = list(getattr(axes, "flat", [axes]))
     for ax, split in zip(axes, splits):
         s = t[t.split == split]
+        first = True                                        # the legend names the first arm drawn in this panel
         for i, lab in enumerate(labels):
             g = s[s.label == lab]
             if g.empty: continue
-            ax.scatter([i] * len(g), g["accuracy"], s=14, color="grey", alpha=0.7, zorder=2, label="seed" if i == 0 else None)
+            ax.scatter([i] * len(g), g["accuracy"], s=14, color="grey", alpha=0.7, zorder=2, label="seed" if first else None)
             k, n = float((g["accuracy"] * g["n"]).round().sum()), int(g["n"].sum())
             lo, hi = wilson(int(k), n)
             ax.errorbar([i + 0.18], [k / n], yerr=[[k / n - lo], [hi - k / n]], fmt="o", color="C0", capsize=3, zorder=3,
-                        label="pooled (95 % CI)" if i == 0 else None)
+                        label="pooled (95 % CI)" if first else None)
+            first = False
         if chance is not None: ax.axhline(chance, ls="--", c="grey", lw=1)
         ax.set_xticks(range(len(labels)), labels, fontsize=8); ax.set_ylim(0, 1.02)
         ax.set_ylabel("accuracy"); ax.set_title(f"{title} ({split})" if title else split, fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+        if not first: ax.legend(fontsize=7, loc="lower right")
     plt.tight_layout()
     return axes
 
@@ -324,6 +326,49 @@ def plot_categories(results: "Results", split: str, models: dict, title: str = "
     ax.set_ylabel("share of items"); ax.set_ylim(0, 1); ax.legend(fontsize=7); ax.set_title(title, fontsize=10)
     plt.tight_layout()
     return ax
+
+# %% ../nbs/13_report.ipynb #3c0e0013
+RATE_METRICS = ("correct", "misaligned", "reasoning_true", "facts", "format", "parsed")
+EXPECT = ("+", "-", "!=", "0")      # what a hypothesis expects of B - A: above, below, different, the same
+
+def effect_text(t: dict) -> str:
+    "`+2.6 points [-1.0, +6.1], p = 0.17, 3 seeds, n = 900` (rates in percentage points, other metrics as they are)."
+    if t.get("effect") is None: return f"not computable: {t.get('reason') or 'no items'}"
+    pts = t.get("metric", "correct") in RATE_METRICS
+    f = (lambda x: f"{100 * x:+.1f}") if pts else (lambda x: f"{x:+.3f}")
+    lo, hi = t["ci95"]
+    seeds = len(t.get("seeds") or t.get("per_seed") or [])
+    null = f"; this n detects {f(t['detectable']).lstrip('+')}{' points' if pts else ''} or more" if t["p"] >= 0.05 and t.get("detectable") else ""
+    return f"{f(t['effect'])}{' points' if pts else ''} [{f(lo)}, {f(hi)}], {p_text(t['p'])}, {seeds} seeds, n = {t['n']}{null}"
+
+def verdict(t: dict, expect: str, claim: str, alpha: float = 0.05) -> str:
+    """A Markdown sentence on test `t` (from `compare`) against the hypothesis `claim`, which expects the effect B - A
+    to be positive (`+`), negative (`-`), non-zero (`!=`) or zero (`0`): supported, not supported or contradicted,
+    with the effect, its interval and p, and how many seeds point the expected way."""
+    if expect not in EXPECT: raise ValueError(f"verdict: expect must be one of {', '.join(EXPECT)}; got {expect!r}")
+    head = f"**{claim}** ({t['b']} against {t['a']}, {t['metric']}, {t['split']})"
+    if t.get("effect") is None: return f"{head}: not testable in this run ({t.get('reason') or 'no items'})."
+    sig, eff = t["p"] < alpha, t["effect"]
+    sign = {"+": 1, "-": -1}.get(expect)
+    if expect == "0": word = "contradicted: the difference is significant" if sig else "consistent with no difference"
+    elif expect == "!=": word = "supported" if sig else "not supported: no significant difference"
+    elif sig: word = "supported" if eff * sign > 0 else "contradicted: the effect is significant in the opposite direction"
+    else: word = f"not supported at the {100 * alpha:g} % level"
+    out = f"{head}: {word}; {effect_text(t)}."
+    per = [q["effect"] for q in t.get("per_seed") or [] if q.get("effect") is not None]
+    if sign and per:
+        out += f" {sum(e * sign > 0 for e in per)} of {len(per)} seeds point the expected way."
+    if not sig and expect in ("+", "-", "!=") and t.get("detectable"):
+        out += " An effect of the detectable size or larger would probably have shown; a smaller one cannot be ruled out."
+    return out
+
+def verdicts(tests: dict, hypotheses: dict) -> str:
+    """A Markdown list: the `verdict` of each test named in `hypotheses` = `{test: [expect, claim]}` (a chapter's
+    pre-registered hypotheses, written next to its tests)."""
+    missing = sorted(set(hypotheses) - set(tests))
+    if missing: raise ValueError(f"a hypothesis names test(s) {', '.join(missing)} that this chapter did not run; "
+                                 f"its tests: {', '.join(tests)}")
+    return "\n".join(f"- {verdict(tests[k], e, c)}" for k, (e, c) in hypotheses.items())
 
 # %% ../nbs/13_report.ipynb #dd2f2e1e
 REPORTED_LABEL = "reported by the original study"
