@@ -364,11 +364,14 @@ def verdict(t: dict, expect: str, claim: str, alpha: float = 0.05) -> str:
 
 def verdicts(tests: dict, hypotheses: dict) -> str:
     """A Markdown list: the `verdict` of each test named in `hypotheses` = `{test: [expect, claim]}` (a chapter's
-    pre-registered hypotheses, written next to its tests)."""
-    missing = sorted(set(hypotheses) - set(tests))
-    if missing: raise ValueError(f"a hypothesis names test(s) {', '.join(missing)} that this chapter did not run; "
-                                 f"its tests: {', '.join(tests)}")
-    return "\n".join(f"- {verdict(tests[k], e, c)}" for k, (e, c) in hypotheses.items())
+    pre-registered hypotheses, written next to its tests). A test without a hypothesis, or a hypothesis whose test this
+    run did not make (the tests were changed and the hypotheses not), is named in a last line, never silently dropped."""
+    out = [f"- {verdict(tests[k], e, c)}" for k, (e, c) in hypotheses.items() if k in tests]
+    if (orphan := [k for k in hypotheses if k not in tests]):
+        out.append(f"- Hypotheses whose test this run did not make (set `hypotheses` with `tests`): {', '.join(orphan)}.")
+    if (bare := [k for k in tests if k not in hypotheses]):
+        out.append(f"- Tests registered without a hypothesis (only their numbers above): {', '.join(bare)}.")
+    return "\n".join(out)
 
 # %% ../nbs/13_report.ipynb #dd2f2e1e
 REPORTED_LABEL = "reported by the original study"

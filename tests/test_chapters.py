@@ -34,7 +34,9 @@ PARAMS = {
     "alignment": {"mid_step": 2, "extra_steps": 2, "checkpoints": [2]},
     "grounding": {"grpo_start": "sft@2", "grpo_steps": 2},
     "sim2real": {},
-    "bias": {"arms": BIAS_ARMS, "tests": BIAS_TESTS},
+    "bias": {"arms": BIAS_ARMS, "tests": BIAS_TESTS,
+             "hypotheses": {"sft_biased_vs_unbiased_against": ["-", "biased SFT is worse against the shortcut"],
+                            "grpo_vs_sft_against": ["+", "GRPO resists the shortcut"]}},
     "prompt_tuning": {"soft_prompt": {"n_virtual_tokens": 4, "steps": 2, "batch_size": 4, "learning_rate": 0.1,
                                       "save_steps": 1000, "logging_steps": 1, "init_text": None}},
     "smolvlm": {},
@@ -76,6 +78,10 @@ def test_chapter_runs(project, cache, monkeypatch, name):
     check_glue(nb, metrics, f"{name}.ipynb")
     assert prose_keys(nb) <= set(g), f"quoted in the prose but never glued: {sorted(prose_keys(nb) - set(g))}"
     assert "tiny" in metrics["setting"] and "synthetic scenes" in metrics["setting"]
+    # the Discussion reads every registered hypothesis against a test this run made
+    disc = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] if c["cell_type"] == "code"
+                   and "report.verdicts" in "".join(c["source"]) for o in c.get("outputs", []))
+    assert disc.startswith("- **") and " against " in disc and "did not make" not in disc, disc
     bad = {k: v for k, v in flat.items() if FRACTION.search(k) and isinstance(v, float) and not 0 <= v <= 1}
     assert not bad, f"not fractions: {bad}"
     assert "reported by the original study" in (d / "notebook.ipynb").read_text()
