@@ -301,13 +301,17 @@ def _execute(name, nb, run_dir: Path, params: dict, resume: bool, root: Path, ec
     attempt = {"start": _now(), "resume": bool(resume), "slurm_job_id": job,
                "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT")}
     rec = read_run(run_dir)
+    # The attempt is on record before it starts, so a runner killed outright (SIGKILL, a lost node, a machine restart)
+    # still leaves it; the next attempt finds it `running` and marks it `lost`, and `--resume-if-exists` resumes.
+    past = [{**a, "state": "lost"} if a.get("state") == "running" else a for a in rec.get("attempts", [])]
     update_run(run_dir, state="running", start=rec.get("start") or attempt["start"], end=None, error=None,
-               slurm_job_id=job or rec.get("slurm_job_id"), **provenance(root))
+               slurm_job_id=job or rec.get("slurm_job_id"), attempts=[*past, {**attempt, "state": "running"}],
+               **provenance(root))
     cmd = [sys.executable, "-c", "import sys; from r1lit.experiments import _execute_main; sys.exit(_execute_main())",
            str(nb), str(run_dir/"notebook.ipynb"), json.dumps({**params, "resume": bool(resume)}), str(root)]
     log_lines = []
     with open(run_dir/"log.txt", "a", encoding="utf-8") as log:
-        log.write(f"== r1lit run {name} {run_dir.name} attempt {len(rec.get('attempts', [])) + 1} at {attempt['start']}"
+        log.write(f"== r1lit run {name} {run_dir.name} attempt {len(past) + 1} at {attempt['start']}"
                   f"{' (resume)' if resume else ''}\n")
         # Its own session: a terminal's Ctrl-C reaches this process only. The first signal raises the preemption flag
         # the notebook polls; a second one, or the end of the grace period, interrupts the kernel (`_stop_tree`).
@@ -329,7 +333,8 @@ def _execute(name, nb, run_dir: Path, params: dict, resume: bool, root: Path, ec
     if rc != 0 and signalled: error = f"stopped by {signalled}"
     attempt.update(end=_now(), state=state, returncode=rc, signal=signalled)
     rec = read_run(run_dir)
-    update_run(run_dir, state=state, end=attempt["end"], error=error, attempts=[*rec.get("attempts", []), attempt])
+    past = [a for a in rec.get("attempts", []) if a.get("start") != attempt["start"]]
+    update_run(run_dir, state=state, end=attempt["end"], error=error, attempts=[*past, attempt])
     if state == "preempted":
         why = f"stopped by {signalled}" if signalled else "preempted"
         e = Preempted(f"{run_dir}: {why}; `r1lit run {name} --run-dir {run_dir} --resume` continues from the last "
