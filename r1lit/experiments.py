@@ -332,9 +332,7 @@ def _execute(name, nb, run_dir: Path, params: dict, resume: bool, root: Path, ec
     error = None if rc == 0 else _last_error("".join(log_lines[-400:])) or f"papermill exited with status {rc}"
     if rc != 0 and signalled: error = f"stopped by {signalled}"
     attempt.update(end=_now(), state=state, returncode=rc, signal=signalled)
-    rec = read_run(run_dir)
-    past = [a for a in rec.get("attempts", []) if a.get("start") != attempt["start"]]
-    update_run(run_dir, state=state, end=attempt["end"], error=error, attempts=[*past, attempt])
+    update_run(run_dir, state=state, end=attempt["end"], error=error, attempts=[*past, attempt])   # replaces its `running` entry
     if state == "preempted":
         why = f"stopped by {signalled}" if signalled else "preempted"
         e = Preempted(f"{run_dir}: {why}; `r1lit run {name} --run-dir {run_dir} --resume` continues from the last "

@@ -93,8 +93,8 @@ def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: s
             seeds: Sequence[int] | None = None, shortcut: tuple[str, str] | None = None) -> dict:
     """B = (arm, model) against A on `split`, paired within each seed and pooled over `seeds` (default: all):
     `a`, `b`, `metric`, `n`, `effect` (B minus A), `ci95`, `statistic`, `p` (and `p_text`, as prose writes it),
-    `per_seed`, and `detectable` (the smallest effect with 80 % power at this n). `shortcut=(arm, side)` keeps only the items `side` ("with" / "against") of that
-    arm's text shortcut (`shortcut_ids`)."""
+    `per_seed`, and `detectable` (the smallest effect with 80 % power at this n). `shortcut=(arm, side)` keeps only
+    the items `side` ("with" / "against") of that arm's text shortcut (`shortcut_ids`)."""
     seeds = list(seeds) if seeds is not None else results.seeds
     label = lambda x: f"{x[0]}/{x[1]}"
     pairs, kept = [], []
