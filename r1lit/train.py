@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #4cf78fce
 from __future__ import annotations
-import dataclasses, math, time
+import dataclasses, math, sys, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -213,9 +213,12 @@ def fit(kind: str, cfg, build: Callable[[list], Any], save: Callable | None = No
     acc = trainer.accelerator
     # In a notebook (an experiment run by papermill) transformers draws an HTML table with a row per logged step;
     # the run keeps progress in its log, and the chapter draws training curves instead.
-    from transformers.utils.notebook import NotebookProgressCallback
+    # transformers imports its notebook module (which needs IPython) only when it runs in a notebook: look it up, never
+    # import it, so a cluster node without IPython trains.
     from transformers.trainer_callback import ProgressCallback
-    if trainer.pop_callback(NotebookProgressCallback) is not None and not trainer.args.disable_tqdm:
+    notebook = sys.modules.get("transformers.utils.notebook")
+    if notebook is not None and trainer.pop_callback(notebook.NotebookProgressCallback) is not None \
+       and not trainer.args.disable_tqdm:
         trainer.add_callback(ProgressCallback)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
