@@ -18,8 +18,8 @@ from .trainers import FastGRPOTrainer, hf_model
 
 # %% auto #0
 __all__ = ['REAL_SIZES', 'BENCH_ARMS', 'scaled_sizes', 'bench_processor', 'real_config', 'random_model', 'param_counts',
-           'step_flops', 'decode_bytes', 'placeholder_ids', 'bench_setup', 'timed_hooks', 'BenchDone', 'StepClock',
-           'run_arm', 'cut_arm', 'bench_grpo']
+           'step_flops', 'decode_bytes', 'placeholder_ids', 'scene_tokens', 'bench_setup', 'timed_hooks', 'BenchDone',
+           'StepClock', 'run_arm', 'cut_arm', 'arm_table', 'bench_grpo']
 
 # %% ../nbs/15_perf.ipynb #25b613b9
 REAL_SIZES: dict[str, dict] = {
@@ -147,6 +147,12 @@ def placeholder_ids(processor) -> list[int]:
              "<global-img>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
     ids = [tok.convert_tokens_to_ids(n) for n in names]
     return sorted({i for i in ids if isinstance(i, int) and i != tok.unk_token_id})
+
+def scene_tokens(processor, image_size: int = 560) -> int:
+    "Prompt tokens one `image_size` px scene becomes in `processor`'s input: its image placeholders and frame tokens."
+    from PIL import Image
+    out = processor(text=[processor.image_token], images=[[Image.new("RGB", (image_size, image_size))]], return_tensors="pt")
+    return int(out["input_ids"].shape[1])
 
 def bench_setup(family: str, root, n_rows: int, image_size: int = 560, max_new_tokens: int = 256,
                 sizes: dict | None = None, seed: int = 0) -> dict:
@@ -304,6 +310,22 @@ def cut_arm(log: str | Path) -> dict:
     steps = [(float(a), float(b)) for a, b in re.findall(r"\[bench\] step \d+: ([\d.]+) s \(generation ([\d.]+)", Path(log).read_text())]
     return {"warmup_seconds": steps[0][0], "warmup_generation_seconds": steps[0][1], "timed_steps": len(steps) - 1} if steps else {}
 
+def arm_table(bench: dict):
+    """A `bench_grpo` result as a table, one row per arm (study, trl, r1lit): micro-batch, seconds per step and per 256
+    rollouts, the parts, rollouts per second, peak memory, timed steps and code path; an arm that failed shows its error."""
+    import pandas as pd
+    rows = []
+    for a in ("study", "trl", "r1lit"):
+        if a in bench.get("arms", {}):
+            v, st = bench["arms"][a], bench["arms"][a]["settings"]
+            rows.append(dict(arm=a, trainer=v["trainer"], micro_batch=st.get("per_device_train_batch_size", st.get("batch_size")),
+                             step_s=v["step_seconds"], rollouts=v["rollouts_per_step"], s_per_256=v["seconds_per_256_rollouts"],
+                             **{f"{k}_s": x for k, x in v["seconds"].items()}, rollouts_per_s=v["rollouts_per_second"],
+                             peak_gib=v["peak_memory_gib"], timed=len(v["step_seconds_all"]), code_path=v["code_path"]))
+        elif a in bench.get("errors", {}):
+            rows.append(dict(arm=a, error=". ".join(bench["errors"][a].split(". ")[:2])))
+    return pd.DataFrame(rows).set_index("arm") if rows else pd.DataFrame()
+
 def bench_grpo(family: str = "qwen2_5_vl", out_json: str | Path = "bench_grpo.json", arms=BENCH_ARMS, steps: int = 3,
                warmup: int = 1, prompts: int = 32, generations: int = 8, max_new_tokens: int = 256, image_size: int = 560,
                workdir: str | Path | None = None, sizes: dict | None = None, micro_batch: int = 16, seed: int = 0) -> dict:
@@ -316,7 +338,8 @@ def bench_grpo(family: str = "qwen2_5_vl", out_json: str | Path = "bench_grpo.js
     res = read_json(out_json) if out_json.exists() else {}
     work = dict(family=family, model=REAL_SIZES[family]["name"] + ("" if sizes is None else " (scaled down)"),
                 prompts=prompts, generations=generations, rollouts_per_step=prompts * generations,
-                max_new_tokens=max_new_tokens, image_size=image_size, steps=steps, warmup=warmup, seed=seed,
+                max_new_tokens=max_new_tokens, image_size=image_size, scene_tokens=scene_tokens(bench_processor(family, sizes), image_size),
+                steps=steps, warmup=warmup, seed=seed,
                 torch=torch.__version__, transformers=transformers.__version__, trl=trl.__version__,
                 gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
     if res and res.get("workload", {}).get("family") != family: raise ValueError(f"{out_json} holds a benchmark of another family")
