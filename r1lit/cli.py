@@ -382,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--generations", type=int, default=8, help="completions per prompt (default: 8)")
     bg.add_argument("--max-new-tokens", type=int, default=256, help="completion length; every rollout runs to it (default: 256)")
     bg.add_argument("--image-size", type=int, default=560, help="scene side in pixels (default: 560, 400 Qwen image tokens)")
-    bg.add_argument("--micro-batch", type=int, default=16, help="rows per forward/backward in the r1lit arm (default: 16)")
+    bg.add_argument("--micro-batch", type=int, default=None,
+                    help="rows per forward/backward in the r1lit arm (default: 16 for qwen2_5_vl, 4 for smolvlm, whose longer prompts need more memory)")
     bg.add_argument("--out", type=Path, default=None, help="JSON file; arms it already holds are skipped (default: runs/performance/bench_grpo_FAMILY.json)")
     bg.add_argument("--workdir", type=Path, default=None, help="folder for the checkpoint and scenes (default: a temporary folder)")
     bg.set_defaults(func=_bench)

@@ -17,9 +17,9 @@ from .train import GRPOConfig, grpo, prepare_dataset
 from .trainers import FastGRPOTrainer, hf_model
 
 # %% auto #0
-__all__ = ['REAL_SIZES', 'BENCH_ARMS', 'scaled_sizes', 'bench_processor', 'real_config', 'random_model', 'param_counts',
-           'step_flops', 'decode_bytes', 'placeholder_ids', 'scene_tokens', 'bench_setup', 'timed_hooks', 'BenchDone',
-           'StepClock', 'run_arm', 'cut_arm', 'arm_table', 'bench_grpo']
+__all__ = ['REAL_SIZES', 'BENCH_ARMS', 'MICRO_BATCH', 'scaled_sizes', 'bench_processor', 'real_config', 'random_model',
+           'param_counts', 'step_flops', 'decode_bytes', 'placeholder_ids', 'scene_tokens', 'bench_setup',
+           'timed_hooks', 'BenchDone', 'StepClock', 'run_arm', 'cut_arm', 'arm_table', 'bench_grpo']
 
 # %% ../nbs/15_perf.ipynb #25b613b9
 REAL_SIZES: dict[str, dict] = {
@@ -226,6 +226,9 @@ class StepClock(TrainerCallback):
 
 # %% ../nbs/15_perf.ipynb #b3c0a006
 BENCH_ARMS = ("r1lit", "trl", "study")
+# Rows per forward/backward of the r1lit arm when none is given. SmolVLM's scene is 1,417 prompt tokens (Qwen's 400),
+# and its r1lit arm at 16 rows ran out of the H200's memory in the update (runs/performance/20261202-h200-bench).
+MICRO_BATCH = {"qwen2_5_vl": 16, "smolvlm": 4}
 
 def _trl_trainer(setup: dict, family: str, args: dict, reward_funcs, peft_r: int = 16, cache: bool = True, dtype=None):
     "TRL's GRPOTrainer on the bench checkpoint and scenes, with `args` over TRL's defaults."
@@ -328,12 +331,13 @@ def arm_table(bench: dict):
 
 def bench_grpo(family: str = "qwen2_5_vl", out_json: str | Path = "bench_grpo.json", arms=BENCH_ARMS, steps: int = 3,
                warmup: int = 1, prompts: int = 32, generations: int = 8, max_new_tokens: int = 256, image_size: int = 560,
-               workdir: str | Path | None = None, sizes: dict | None = None, micro_batch: int = 16, seed: int = 0) -> dict:
+               workdir: str | Path | None = None, sizes: dict | None = None, micro_batch: int | None = None, seed: int = 0) -> dict:
     "Measure `arms` on one workload; returns and writes `{workload, arms, errors}`."
     import tempfile, torch, transformers, trl
     bad = [a for a in arms if a not in BENCH_ARMS]
     if bad: raise ValueError(f"unknown bench arm(s) {bad}; arms: {', '.join(BENCH_ARMS)}")
     if steps < 1 or warmup < 0: raise ValueError(f"bench: steps must be >= 1 and warmup >= 0, got {steps}, {warmup}")
+    micro_batch = micro_batch or MICRO_BATCH.get(family, 16)
     out_json = Path(out_json)
     res = read_json(out_json) if out_json.exists() else {}
     work = dict(family=family, model=REAL_SIZES[family]["name"] + ("" if sizes is None else " (scaled down)"),
