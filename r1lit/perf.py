@@ -327,7 +327,11 @@ def arm_table(bench: dict):
                              peak_gib=v["peak_memory_gib"], timed=len(v["step_seconds_all"]), code_path=v["code_path"]))
         elif a in bench.get("errors", {}):
             rows.append(dict(arm=a, error=". ".join(bench["errors"][a].split(". ")[:2])))
-    return pd.DataFrame(rows).set_index("arm") if rows else pd.DataFrame()
+    if not rows: return pd.DataFrame()
+    t = pd.DataFrame(rows).set_index("arm")
+    for c in ("micro_batch", "rollouts", "timed"):
+        if c in t: t[c] = t[c].astype("Int64")            # counts stay whole numbers beside a failed arm's blanks
+    return t
 
 def bench_grpo(family: str = "qwen2_5_vl", out_json: str | Path = "bench_grpo.json", arms=BENCH_ARMS, steps: int = 3,
                warmup: int = 1, prompts: int = 32, generations: int = 8, max_new_tokens: int = 256, image_size: int = 560,
