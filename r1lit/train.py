@@ -21,10 +21,10 @@ from .trainers import StopOnPreempt, R1litSFTTrainer, FastGRPOTrainer, PatchProb
 
 # %% auto #0
 __all__ = ['TRL_NAMES', 'PRESETS', 'STAGES', 'TrainConfig', 'SFTConfig', 'GRPOConfig', 'preset', 'prepare_dataset', 'use_bf16',
-           'load_for_training', 'trl_config', 'last_checkpoint', 'TrainResult', 'finished', 'save_model', 'fit',
-           'sft_trainer', 'sft', 'generation_kwargs', 'grpo_trainer', 'grpo', 'merge_lora', 'WarmupConfig',
-           'warmup_trainer', 'warmup_vision', 'SoftPromptConfig', 'teacher_targets', 'training_examples',
-           'prompt_collator', 'prompt_trainer', 'prompt_tune', 'stage_config', 'train']
+           'load_for_training', 'trl_config', 'out_of_memory_hint', 'last_checkpoint', 'TrainResult', 'finished',
+           'save_model', 'fit', 'sft_trainer', 'sft', 'generation_kwargs', 'grpo_trainer', 'grpo', 'merge_lora',
+           'WarmupConfig', 'warmup_trainer', 'warmup_vision', 'SoftPromptConfig', 'teacher_targets',
+           'training_examples', 'prompt_collator', 'prompt_trainer', 'prompt_tune', 'stage_config', 'train']
 
 # %% ../nbs/08_train.ipynb #2f3c689a
 @dataclass
@@ -169,6 +169,16 @@ def trl_config(cfg: TrainConfig, kind: str, **fixed):
     return cls(**args, **cfg.trl_args)
 
 # %% ../nbs/08_train.ipynb #c0f1a0c3
+def out_of_memory_hint(kind: str, cfg, err: Exception, ckpt: str | None = None) -> str:
+    "What to change when training `kind` ran out of accelerator memory, with the allocator's own first sentences."
+    rows, accum = cfg.batch_size, getattr(cfg, "grad_accum", 1)
+    what = "rollouts" if kind == "grpo" else "rows"
+    msg = (f"{kind} ran out of accelerator memory at batch_size {rows} (rows per forward and backward pass) with "
+           f"grad_accum {accum}. Lower batch_size and raise grad_accum by the same factor: the {what} per optimizer "
+           f"step stay {rows * accum}.")
+    if ckpt: msg += f" The last checkpoint, {ckpt}, is kept: add resume to continue from it."
+    return msg + " (" + ". ".join(str(err).split(". ")[:2]).strip() + ")"
+
 def last_checkpoint(out_dir: str | Path) -> str | None:
     "The newest `checkpoint-N` folder in `out_dir`, or None."
     from transformers.trainer_utils import get_last_checkpoint
@@ -229,7 +239,10 @@ def fit(kind: str, cfg, build: Callable[[list], Any], save: Callable | None = No
         print(f"[r1lit] resuming {kind} from {ckpt}" + (f" on {acc.num_processes} processes" if acc.num_processes > 1 else ""),
               flush=True)
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=ckpt)
+    try: trainer.train(resume_from_checkpoint=ckpt)
+    except RuntimeError as e:
+        if type(e).__name__ != "OutOfMemoryError": raise
+        raise type(e)(out_of_memory_hint(kind, cfg, e, last_checkpoint(out))) from e
     seconds = time.time() - t0
     if stop.preempted_at is not None:
         if acc.is_main_process:
