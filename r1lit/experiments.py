@@ -72,14 +72,14 @@ def run_id(params: dict, now: _dt.datetime | None = None) -> str:
 
 # %% ../nbs/11_experiments.ipynb #2764795c
 def git_state(root: str | Path | None = None) -> dict:
-    "`{'commit': sha or None, 'dirty': bool or None}` of the project's git checkout."
+    "`{'commit': sha or None, 'dirty': bool or None}` of the project's git checkout; changes under `runs/` are not code."
     root = Path(root or project_root())
     def git(*a):
         r = subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
     commit = git("rev-parse", "HEAD") if shutil.which("git") else None
     if commit is None: return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)runs")
     return {"commit": commit, "dirty": bool(status)}
 
 def package_versions(names=VERSIONED) -> dict:
