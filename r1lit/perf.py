@@ -183,22 +183,45 @@ def timed_hooks(clock: dict):
     "Time generation and no-grad scoring of every GRPO trainer into `clock` (`generation`, `logps`, `trainer`)."
     import torch
     from trl import GRPOTrainer
-    saved, depth = [], {"n": 0}
+    from r1lit import trainers
+    from r1lit.rollouts import SharedPrefixDecoder
+    saved, depth = [], {"n": 0, "part": None}
     def wrap(cls, name, part):
         f = cls.__dict__[name]
         def timed(self, *a, **k):
             if part == "logps" and torch.is_grad_enabled(): return f(self, *a, **k)
             if depth["n"]: return f(self, *a, **k)          # a fallback to the parent: timed once, outside
-            depth["n"] += 1; t = _sync()
+            depth["n"] += 1; depth["part"] = part; t = _sync()
             try: return f(self, *a, **k)
             finally:
-                clock[part] = clock.get(part, 0.0) + _sync() - t; depth["n"] -= 1
+                clock[part] = clock.get(part, 0.0) + _sync() - t; depth["n"] -= 1; depth["part"] = None
                 clock["trainer"] = type(self).__name__
                 dec = getattr(self, "_decoder", None)
                 if part == "generation" and dec is not None: clock["graph_error"] = dec.graph_error
         saved.append((cls, name, f)); setattr(cls, name, timed)
+    def wrap_inside_generation(owner, name, key):
+        f = vars(owner)[name]
+        def timed(*a, **k):
+            if depth["part"] != "generation": return f(*a, **k)
+            t = _sync()
+            try: return f(*a, **k)
+            finally: clock[key] = clock.get(key, 0.0) + _sync() - t
+        saved.append((owner, name, f)); setattr(owner, name, timed)
+    batch_depth = {"n": 0}
+    def wrap_batch(cls):
+        f = cls.__dict__["_generate_and_score_completions"]
+        def timed(self, *a, **k):
+            if batch_depth["n"]: return f(self, *a, **k)    # r1lit's override calls TRL's: timed once, outside
+            batch_depth["n"] += 1; t = _sync()
+            try: return f(self, *a, **k)
+            finally: clock["batch"] = clock.get("batch", 0.0) + _sync() - t; batch_depth["n"] -= 1
+        saved.append((cls, "_generate_and_score_completions", f)); setattr(cls, "_generate_and_score_completions", timed)
     for cls in (GRPOTrainer, FastGRPOTrainer):
         wrap(cls, "_generate_single_turn", "generation"); wrap(cls, "_get_per_token_logps_and_entropies", "logps")
+        wrap_batch(cls)
+    wrap_inside_generation(trainers, "encode_images", "gen_vision")
+    wrap_inside_generation(SharedPrefixDecoder, "prefill", "gen_prefill")
+    wrap_inside_generation(SharedPrefixDecoder, "__call__", "gen_decoder")
     try: yield clock
     finally:
         for cls, name, f in saved: setattr(cls, name, f)
@@ -213,15 +236,26 @@ class StepClock(TrainerCallback):
     def on_step_begin(self, args, state, control, **kw):
         import torch
         if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
-        self.clock.update(generation=0.0, logps=0.0); self.t0 = _sync()
+        self.clock.update(generation=0.0, logps=0.0, batch=0.0, gen_vision=0.0, gen_prefill=0.0, gen_decoder=0.0); self.t0 = _sync()
     def on_step_end(self, args, state, control, **kw):
         import torch
         t = _sync() - self.t0
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
-        self.steps.append(dict(step=t, generation=self.clock["generation"], logps=self.clock["logps"],
-                               update=t - self.clock["generation"] - self.clock["logps"], peak_gib=peak))
-        print(f"[bench] step {len(self.steps)}: {t:.2f} s (generation {self.clock['generation']:.2f}, "
-              f"log-probs {self.clock['logps']:.2f}), peak {peak:.1f} GiB", flush=True)
+        c = self.clock
+        self.steps.append(dict(step=t, generation=c["generation"], logps=c["logps"],
+                               update=t - c["generation"] - c["logps"], peak_gib=peak))
+        parts = ""
+        if c["gen_decoder"]:                                 # r1lit's rollouts ran: split its generation
+            g = self.steps[-1]["generation_parts"] = dict(
+                vision=c["gen_vision"], prefill=c["gen_prefill"], decode=c["gen_decoder"] - c["gen_prefill"],
+                other=c["generation"] - c["gen_vision"] - c["gen_decoder"])
+            parts = " [" + ", ".join(f"{k} {v:.2f}" for k, v in g.items()) + "]"
+        rest = ""
+        if c["batch"]:                                       # the rest of the step: batch building and training
+            u = self.steps[-1]["update_parts"] = dict(batch=c["batch"] - c["generation"] - c["logps"], train=t - c["batch"])
+            rest = f", update {self.steps[-1]['update']:.2f} [batch {u['batch']:.2f}, train {u['train']:.2f}]"
+        print(f"[bench] step {len(self.steps)}: {t:.2f} s (generation {c['generation']:.2f}{parts}, "
+              f"log-probs {c['logps']:.2f}{rest}), peak {peak:.1f} GiB", flush=True)
         if len(self.steps) >= self.total: raise BenchDone()
 
 # %% ../nbs/15_perf.ipynb #b3c0a006
@@ -300,6 +334,8 @@ def run_arm(arm: str, setup: dict, family: str, out_dir, steps: int, warmup: int
                seconds_per_256_rollouts=256 * step / rollouts,
                seconds={k: med(k) for k in ("generation", "logps", "update")},
                peak_memory_gib=max(s["peak_gib"] for s in timed), settings=settings)
+    for parts in ("generation_parts", "update_parts"):
+        if all(parts in s for s in timed): out[parts] = {k: statistics.median(s[parts][k] for s in timed) for k in timed[0][parts]}
     del cb
     gc.collect()
     if torch.cuda.is_available(): torch.cuda.empty_cache()
