@@ -180,7 +180,8 @@ def _sync() -> float:
 
 @contextmanager
 def timed_hooks(clock: dict):
-    "Time generation and no-grad scoring of every GRPO trainer into `clock` (`generation`, `logps`, `trainer`)."
+    """Time every GRPO trainer's generation, no-grad scoring and batch building into `clock` (`generation`, `logps`,
+    `batch`, `trainer`), and inside r1lit's generation its vision tower, prefill and decoder (`gen_*`)."""
     import torch
     from trl import GRPOTrainer
     from r1lit import trainers
