@@ -82,7 +82,7 @@ def glued(nb: dict | str | Path) -> dict[str, str]:
             if not sb: continue
             data = o.get("data", {})
             txt = data.get(sb.get("mime_prefix", "") + "text/plain", data.get(GLUE_PREFIX + "text/plain"))
-            if txt is not None: out[sb["name"]] = "".join(txt) if isinstance(txt, list) else txt
+            if txt is not None: out[sb["name"]] = "".join(txt)
     return out
 
 def check_glue(nb: dict | str | Path, metrics: dict, where: str = "notebook") -> None:
@@ -103,7 +103,7 @@ def progress_output(o: dict) -> bool:
     "Is this cell output progress rather than a result: stderr (bars, warnings), an empty stream or a trainer's HTML progress table?"
     if o.get("output_type") == "stream": return o.get("name") == "stderr" or not "".join(o.get("text", "")).strip()
     html = o.get("data", {}).get("text/html", "")
-    return "<progress" in ("".join(html) if isinstance(html, list) else html)
+    return "<progress" in "".join(html)
 
 def without_trainer_logs(o: dict) -> dict:
     "A stdout output without the per-step dicts a trainer prints (`{'loss': ..., 'epoch': ...}`); the run's log keeps them."
@@ -118,7 +118,7 @@ def tidy_missing(o: dict) -> dict:
     import re
     html = o.get("data", {}).get("text/html")
     if html is not None:
-        text = "".join(html) if isinstance(html, list) else html
+        text = "".join(html)
         o["data"]["text/html"] = re.sub(r"<td>\s*(NaN|None|nan|<NA>)\s*</td>", "<td>–</td>", text)
     return o
 
