@@ -186,43 +186,27 @@ def timed_hooks(clock: dict):
     from trl import GRPOTrainer
     from r1lit import trainers
     from r1lit.rollouts import SharedPrefixDecoder
-    saved, depth = [], {"n": 0, "part": None}
-    def wrap(cls, name, part):
-        f = cls.__dict__[name]
-        def timed(self, *a, **k):
-            if part == "logps" and torch.is_grad_enabled(): return f(self, *a, **k)
-            if depth["n"]: return f(self, *a, **k)          # a fallback to the parent: timed once, outside
-            depth["n"] += 1; depth["part"] = part; t = _sync()
-            try: return f(self, *a, **k)
-            finally:
-                clock[part] = clock.get(part, 0.0) + _sync() - t; depth["n"] -= 1; depth["part"] = None
-                clock["trainer"] = type(self).__name__
-                dec = getattr(self, "_decoder", None)
-                if part == "generation" and dec is not None: clock["graph_error"] = dec.graph_error
-        saved.append((cls, name, f)); setattr(cls, name, timed)
-    def wrap_inside_generation(owner, name, key):
+    saved, depth = [], {}                                  # part -> 1 while a call of it is being timed
+    def wrap(owner, name, part, inside=None):
+        "Time calls of `owner.name` into `clock[part]` (within a timed `inside` part only, if given)."
         f = vars(owner)[name]
         def timed(*a, **k):
-            if depth["part"] != "generation": return f(*a, **k)
-            t = _sync()
+            if depth.get(part) or (inside and not depth.get(inside)) or (part == "logps" and torch.is_grad_enabled()):
+                return f(*a, **k)                          # nested (an override calling its parent: timed once), or not timed
+            depth[part] = 1; t = _sync()
             try: return f(*a, **k)
-            finally: clock[key] = clock.get(key, 0.0) + _sync() - t
+            finally:
+                clock[part] = clock.get(part, 0.0) + _sync() - t; depth[part] = 0
+                if inside is None: clock["trainer"] = type(a[0]).__name__
+                dec = getattr(a[0], "_decoder", None)
+                if part == "generation" and dec is not None: clock["graph_error"] = dec.graph_error
         saved.append((owner, name, f)); setattr(owner, name, timed)
-    batch_depth = {"n": 0}
-    def wrap_batch(cls):
-        f = cls.__dict__["_generate_and_score_completions"]
-        def timed(self, *a, **k):
-            if batch_depth["n"]: return f(self, *a, **k)    # r1lit's override calls TRL's: timed once, outside
-            batch_depth["n"] += 1; t = _sync()
-            try: return f(self, *a, **k)
-            finally: clock["batch"] = clock.get("batch", 0.0) + _sync() - t; batch_depth["n"] -= 1
-        saved.append((cls, "_generate_and_score_completions", f)); setattr(cls, "_generate_and_score_completions", timed)
     for cls in (GRPOTrainer, FastGRPOTrainer):
         wrap(cls, "_generate_single_turn", "generation"); wrap(cls, "_get_per_token_logps_and_entropies", "logps")
-        wrap_batch(cls)
-    wrap_inside_generation(trainers, "encode_images", "gen_vision")
-    wrap_inside_generation(SharedPrefixDecoder, "prefill", "gen_prefill")
-    wrap_inside_generation(SharedPrefixDecoder, "__call__", "gen_decoder")
+        wrap(cls, "_generate_and_score_completions", "batch")
+    wrap(trainers, "encode_images", "gen_vision", inside="generation")
+    wrap(SharedPrefixDecoder, "prefill", "gen_prefill", inside="generation")
+    wrap(SharedPrefixDecoder, "__call__", "gen_decoder", inside="generation")
     try: yield clock
     finally:
         for cls, name, f in saved: setattr(cls, name, f)
