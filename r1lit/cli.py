@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"r1lit {args.command}: {e}{hint}", file=sys.stderr); return PREEMPT_EXIT_CODE
     except ValueError as e:
         print(f"r1lit {args.command}: error: {e}", file=sys.stderr); return 2
-    except RuntimeError as e:                 # out of accelerator memory: `r1lit.train` says which setting to lower
+    except RuntimeError as e:                 # out of accelerator memory (by name: the CLI starts without torch);
+                                              # `r1lit.train` has said which setting to lower
         if type(e).__name__ != "OutOfMemoryError": raise
         print(f"r1lit {args.command}: error: {e}", file=sys.stderr); return 1
     except OSError as e:                      # a path the system refused (missing, a folder, not allowed): name it

@@ -214,6 +214,7 @@ def save_model(cfg: TrainConfig, trainer, out: Path) -> tuple[str, str | None]:
 def fit(kind: str, cfg, build: Callable[[list], Any], save: Callable | None = None) -> TrainResult:
     """Train stage `kind` of `cfg` with the trainer `build(callbacks)` returns; `save(cfg, trainer, out)` writes the final
     output and returns `(model_dir, adapter_dir)` (default: `save_model`). See the steps above."""
+    import torch
     out = Path(cfg.out_dir)
     if cfg.resume and (done := finished(out)): return done
     check_model_path(cfg.model); check_dataset_dir(cfg.data)   # one-line errors before anything is loaded or written
@@ -240,9 +241,8 @@ def fit(kind: str, cfg, build: Callable[[list], Any], save: Callable | None = No
               flush=True)
     t0 = time.time()
     try: trainer.train(resume_from_checkpoint=ckpt)
-    except RuntimeError as e:
-        if type(e).__name__ != "OutOfMemoryError": raise
-        raise type(e)(out_of_memory_hint(kind, cfg, e, last_checkpoint(out))) from e
+    except torch.OutOfMemoryError as e:
+        raise torch.OutOfMemoryError(out_of_memory_hint(kind, cfg, e, last_checkpoint(out))) from e
     seconds = time.time() - t0
     if stop.preempted_at is not None:
         if acc.is_main_process:
