@@ -8,20 +8,25 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import yaml
 
 from .bias import bias_level, relation_majority
 from .core import project_root, read_jsonl
 from .data import load_split
+from .records import read_records
 from .experiments import save_metrics, flatten
-from .stats import wilson, pooled_paired_test, paired_continuous, detectable_effect, p_text
+from .stats import (wilson, pooled_paired_test, paired_continuous, detectable_effect, p_text, seed_level,
+                          hierarchical_bootstrap, holm)
 if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importing the pipeline would load torch and TRL
 
 # %% auto #0
-__all__ = ['EXACT_KEYS', 'RATE_METRICS', 'EXPECT', 'REPORTED_LABEL', 'accuracy_table', 'summary_table', 'shortcut_ids', 'compare',
-           'run_tests', 'train_bias', 'shortcut_table', 'tests_table', 'tests_prose', 'metrics', 'save_and_glue',
-           'plot_seeds', 'plot_tests', 'plot_training', 'log_mean', 'plot_checkpoints', 'plot_categories',
-           'effect_text', 'verdict', 'verdicts', 'reported_tables', 'reported']
+__all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'REPORTED_LABEL', 'accuracy_table',
+           'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table', 'seed_result',
+           'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts', 'metrics',
+           'save_and_glue', 'item_table', 'save_items', 'registration_path', 'registration', 'hypotheses_of',
+           'registration_record', 'preregistered', 'failures', 'plot_seeds', 'plot_tests', 'plot_training', 'log_mean',
+           'plot_checkpoints', 'plot_categories', 'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
 EXACT_KEYS = ("parsed", "reasoning_true", "answer_follows", "misaligned", "facts_true")
@@ -56,6 +61,11 @@ def _item_values(results: "Results", arm: str, model: str, split: str, seed: int
     "`{id: value}` of one evaluation for `metric`: correct / misaligned / reasoning_true (bools), facts (a share)."
     if metric == "correct": return results.outcomes(arm, model, split, seed)
     e = results.evaluation(arm, model, split, seed)
+    if metric in ("answer_parsed", "correct_if_parsed"):
+        recs = read_records(results.path(e.dir))
+        parsed = {r["id"]: r.get("error") is None and r.get("answer") is not None for r in recs}
+        if metric == "answer_parsed": return parsed
+        return {r["id"]: bool(r["correct"]) for r in recs if parsed[r["id"]]}
     if metric == "iou":
         p = results.path(e.dir)/"grounding.jsonl"
         if not p.exists(): raise FileNotFoundError(f"{p}: metric 'iou' needs the grounding judge (judge: grounding)")
@@ -89,8 +99,15 @@ def shortcut_ids(results: "Results", arm: str, split: str, seed: int, side: str 
     rows = _split_rows(results, arm, split, seed)
     return {i for i, r in rows.items() if r["relation"] in maj and (r["answer"] == maj[r["relation"]]) == (side == "with")}
 
+def _seed_level(pairs: list, seeds: list, per_seed_effects: list, margin: float | None) -> dict:
+    "The recipe-level analysis of a comparison (`r1lit.stats.seed_level`) with the hierarchical bootstrap beside it."
+    out = seed_level(per_seed_effects, seeds, margin)
+    strata = [tuple(np.array([float(p[i]) for i in sorted(pa)]) for p in (pa, pb)) for pa, pb in pairs]
+    out["boot_ci95"] = hierarchical_bootstrap(strata)
+    return out
+
 def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: str, metric: str = "correct",
-            seeds: Sequence[int] | None = None, shortcut: tuple[str, str] | None = None) -> dict:
+            seeds: Sequence[int] | None = None, shortcut: tuple[str, str] | None = None, margin: float | None = None) -> dict:
     """B = (arm, model) against A on `split`, paired within each seed and pooled over `seeds` (default: all):
     `a`, `b`, `metric`, `n`, `effect` (B minus A), `ci95`, `statistic`, `p` (and `p_text`, as prose writes it),
     `per_seed`, and `detectable` (the smallest effect with 80 % power at this n). `shortcut=(arm, side)` keeps only
@@ -106,7 +123,7 @@ def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: s
     if not pairs:   # reported as such, never as a number
         return {"a": label(a), "b": label(b), "split": split, "metric": metric, "n": 0, "effect": None, "ci95": None,
                 "statistic": None, "p": None, "per_seed": [], "seeds": [], "detectable": None,
-                "reason": f"no item has a {metric!r} value on both sides in any seed"}
+                "seed_level": seed_level([], [], margin), "reason": f"no item has a {metric!r} value on both sides in any seed"}
     seeds = kept
     if metric in ("facts", "iou"):
         flat = [({(s, i): v for i, v in pa.items()}, {(s, i): v for i, v in pb.items()}) for s, (pa, pb) in zip(seeds, pairs)]
@@ -116,7 +133,8 @@ def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: s
         return {"a": label(a), "b": label(b), "split": split, "metric": metric, "n": t["n"], "effect": t["effect"],
                 "ci95": t["ci95"], "statistic": t["statistic"], "p": t["p"], "p_text": p_text(t["p"]),
                 "mean_a": t["mean_a"], "mean_b": t["mean_b"],
-                "per_seed": per, "seeds": seeds, "detectable": None}
+                "per_seed": per, "seeds": seeds, "detectable": None,
+                "seed_level": _seed_level(pairs, seeds, [q["effect"] for q in per], margin)}
     t = pooled_paired_test(pairs, seeds, where=f"compare {label(b)} vs {label(a)}")
     disc = (t["only_a"] + t["only_b"]) / t["n"]
     return {"a": label(a), "b": label(b), "split": split + (f" ({shortcut[1]} the {shortcut[0]} shortcut)" if shortcut else ""),
@@ -126,18 +144,24 @@ def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: s
             "only_a": t["only_a"], "only_b": t["only_b"], "seeds": seeds,
             "per_seed": [{k: q[k] for k in ("seed", "n", "accuracy_a", "accuracy_b", "only_a", "only_b", "effect", "p")}
                          for q in t["per_seed"]],
-            "detectable": detectable_effect(t["n"], disc)}
+            "detectable": detectable_effect(t["n"], disc),
+            "seed_level": _seed_level(pairs, seeds, [q["effect"] for q in t["per_seed"]], margin)}
 
-def run_tests(results: "Results", tests: dict) -> dict:
-    """Every test of a chapter's parameters: `{name: {"a": [arm, model], "b": [arm, model], "split": ..., "metric": ...,
-    "shortcut": [arm, side]}}` (metric and shortcut optional), each run by `compare`."""
+TEST_KEYS = ("a", "b", "split", "metric", "shortcut", "margin", "expect", "claim")
+
+def run_tests(results: "Results", tests: dict, seeds: Sequence[int] | None = None) -> dict:
+    """Every test of a chapter: `{name: {"a": [arm, model], "b": [arm, model], "split": ..., "metric": ...,
+    "shortcut": [arm, side], "margin": ...}}` (metric, shortcut and the equivalence margin optional; a registration's
+    `expect` and `claim` are carried along), each run by `compare` over `seeds` (default: all). The seed-level p-values
+    are Holm-adjusted over the chapter's tests (`seed_level.p_holm`)."""
     out = {}
     for name, t in tests.items():
-        bad = sorted(set(t) - {"a", "b", "split", "metric", "shortcut"})
+        bad = sorted(set(t) - set(TEST_KEYS))
         if bad or not {"a", "b", "split"} <= set(t):
-            raise ValueError(f"test {name!r}: needs a, b and split, and may set metric and shortcut; got {sorted(t)}")
-        out[name] = compare(results, tuple(t["a"]), tuple(t["b"]), t["split"], t.get("metric", "correct"),
-                            shortcut=tuple(t["shortcut"]) if t.get("shortcut") else None)
+            raise ValueError(f"test {name!r}: needs a, b and split, and may set {', '.join(TEST_KEYS[3:])}; got {sorted(t)}")
+        out[name] = compare(results, tuple(t["a"]), tuple(t["b"]), t["split"], t.get("metric", "correct"), seeds=seeds,
+                            shortcut=tuple(t["shortcut"]) if t.get("shortcut") else None, margin=t.get("margin"))
+    for name, p in holm({k: v["seed_level"]["p"] for k, v in out.items()}).items(): out[name]["seed_level"]["p_holm"] = p
     return out
 
 def train_bias(results: "Results") -> dict:
@@ -159,15 +183,29 @@ def shortcut_table(results: "Results", split: str, shortcut_arm: str):
                                      accuracy=sum(out[i] for i in ids) / len(ids)))
     return pd.DataFrame(rows)
 
+def seed_result(t: dict) -> dict:
+    """The seed-level analysis of a test: its `seed_level` entry, or (for a run saved before there was one) the same
+    analysis of its per-seed effects."""
+    if t.get("seed_level"): return t["seed_level"]
+    per = [q for q in t.get("per_seed") or [] if q.get("effect") is not None]
+    return seed_level([q["effect"] for q in per], [q.get("seed", i) for i, q in enumerate(per)])
+
 def tests_table(tests: dict):
-    "The tests of `compare`, one row each: comparison, n, effect with its CI, p, the smallest detectable effect."
+    """The tests of `compare`, one row each: B against A, the seed-level effect (mean over seeds) with its t interval,
+    p and Holm-adjusted p over k seeds, then the pooled item-level p (conditional on these trained models) and n."""
     import pandas as pd
-    return pd.DataFrame([dict(test=k, metric=t["metric"], split=t["split"], b=t["b"], a=t["a"], n=t["n"],
-                              effect=t["effect"], ci_low=(t["ci95"] or [None])[0], ci_high=(t["ci95"] or [None, None])[1],
-                              p=t["p"], detectable=t["detectable"]) for k, t in tests.items()])
+    rows = []
+    for k, t in tests.items():
+        s = seed_result(t)
+        rows.append({"test": k, "B against A": f"{t['b']} vs {t['a']}", "metric": t["metric"], "split": t["split"],
+                     "seeds": s["k"], "effect": s["effect"], "CI low": (s["ci95"] or [None])[0],
+                     "CI high": (s["ci95"] or [None, None])[1], "p": s["p"], "p (Holm)": s.get("p_holm"),
+                     "pooled p (these models)": t["p"], "items": t["n"]})
+    return pd.DataFrame(rows).set_index("test")
 
 def tests_prose(tests: dict) -> str:
-    "The tests as sentences (Markdown), each with both rates, the difference, its interval, p and n; or why it has no number."
+    """The tests as sentences (Markdown): the seed-level result first, then the pooled item-level test, labelled as
+    conditional on these trained models; or why a test has no number."""
     out = []
     for t in tests.values():
         head = f"- **{t['b']} against {t['a']}** ({t['metric']}, {t['split']}): "
@@ -176,14 +214,81 @@ def tests_prose(tests: dict) -> str:
                  f"{t['mean_b']:.3f} against {t['mean_a']:.3f}, " if "mean_a" in t else "")
         test = "McNemar" if t["metric"] != "facts" and t["metric"] != "iou" else "sign-flip permutation"
         det = f"; the smallest difference this n detects with 80 % power is {t['detectable']:.3f}" if t.get("detectable") else ""
-        out.append(head + f"{rates}difference {t['effect']:+.3f} (95 % CI {t['ci95'][0]:+.3f} to {t['ci95'][1]:+.3f}), "
+        out.append(head + f"over seeds {effect_text(t)}. Pooled over items (conditional on these trained models): "
+                          f"{rates}difference {t['effect']:+.3f} (95 % CI {t['ci95'][0]:+.3f} to {t['ci95'][1]:+.3f}), "
                           f"{test} {p_text(t['p'])}, n = {t['n']}{det}.")
     return "\n".join(out)
 
+# %% ../nbs/13_report.ipynb #3c0e0013
+EXPECT = ("+", "-", "!=", "0")      # what a hypothesis expects of B - A: above, below, different, the same
+RATE_METRICS = ("correct", "misaligned", "reasoning_true", "facts", "format", "parsed", "answer_parsed", "correct_if_parsed")
+
+def _fmt(metric: str):
+    pts = metric in RATE_METRICS
+    return (lambda x: f"{100 * x:+.1f}") if pts else (lambda x: f"{x:+.3f}"), " points" if pts else ""
+
+def effect_text(t: dict) -> str:
+    """The seed-level result of test `t` in a line: `+2.6 points [-1.0, +6.1], p = 0.17, 10 seeds` (the mean of the
+    per-seed effects, its t interval and p; rates in percentage points, other metrics as they are)."""
+    s = seed_result(t)
+    if s["effect"] is None: return f"not computable: {t.get('reason') or s.get('reason') or 'no items'}"
+    f, unit = _fmt(t.get("metric", "correct"))
+    if s["ci95"] is None: return f"{f(s['effect'])}{unit} from {s['k']} seed ({s['reason']})"
+    holm = f" (Holm {p_text(s['p_holm'])})" if s.get("p_holm") is not None and s["p_holm"] != s["p"] else ""
+    return f"{f(s['effect'])}{unit} [{f(s['ci95'][0])}, {f(s['ci95'][1])}], {p_text(s['p'])}{holm}, {s['k']} seeds"
+
+def verdict(t: dict, expect: str, claim: str, alpha: float = 0.05) -> str:
+    """A Markdown sentence on test `t` (from `compare`) against the hypothesis `claim`, which expects the effect B - A
+    to be positive (`+`), negative (`-`), non-zero (`!=`) or zero (`0`), read at the seed level (the training seed is
+    the unit; Holm-adjusted p where the chapter has several tests): supported, not supported or contradicted, with the
+    effect, its interval, how many seeds point the expected way and, given a registered margin, the equivalence test."""
+    if expect not in EXPECT: raise ValueError(f"verdict: expect must be one of {', '.join(EXPECT)}; got {expect!r}")
+    head = f"**{claim}** ({t['b']} against {t['a']}, {t['metric']}, {t['split']})"
+    s = seed_result(t)
+    if s["effect"] is None: return f"{head}: not testable in this run ({t.get('reason') or s.get('reason') or 'no items'})."
+    if s["p"] is None: return f"{head}: no verdict from {s['k']} seed ({s['reason']}); {effect_text(t)}."
+    p = s["p_holm"] if s.get("p_holm") is not None else s["p"]
+    sig, eff = p < alpha, s["effect"]
+    sign = {"+": 1, "-": -1}.get(expect)
+    f, unit = _fmt(t.get("metric", "correct"))
+    equiv = s.get("p_equivalence")
+    eq_text = "" if equiv is None else (
+        f" Equivalence within ±{f(s['margin']).lstrip('+')}{unit}: {'shown' if equiv < alpha else 'not shown'} (TOST {p_text(equiv)}).")
+    if expect == "0":
+        word = ("contradicted: the difference is significant" if sig else
+                "supported: equivalent within the registered margin" if equiv is not None and equiv < alpha else
+                "not supported: no significant difference, but equivalence is not shown")
+    elif expect == "!=": word = "supported" if sig else "not supported: no significant difference"
+    elif sig: word = "supported" if eff * sign > 0 else "contradicted: the effect is significant in the opposite direction"
+    else: word = f"not supported at the {100 * alpha:g} % level"
+    out = f"{head}: {word}; {effect_text(t)}."
+    if sign: out += f" {sum(e * sign > 0 for e in s['per_seed'])} of {s['k']} seeds point the expected way."
+    return out + eq_text
+
+def verdict_word(t: dict, expect: str, alpha: float = 0.05) -> str:
+    "The verdict of `verdict` in one word: supported, not supported, contradicted (or not testable)."
+    v = verdict(t, expect, "x", alpha).split(": ", 1)[1]
+    for w in ("not testable", "no verdict", "contradicted", "not supported", "supported"):
+        if v.startswith(w): return w
+    return v.split(";")[0]
+
+def verdicts(tests: dict, hypotheses: dict) -> str:
+    """A Markdown list: the `verdict` of each test named in `hypotheses` = `{test: [expect, claim]}` (a chapter's
+    pre-registered hypotheses). A test without a hypothesis, or a hypothesis whose test this run did not make, is
+    named in a last line, never silently dropped."""
+    out = [f"- {verdict(tests[k], e, c)}" for k, (e, c) in hypotheses.items() if k in tests]
+    if (orphan := [k for k in hypotheses if k not in tests]):
+        out.append(f"- Hypotheses whose test this run did not make (set `hypotheses` with `tests`): {', '.join(orphan)}.")
+    if (bare := [k for k in tests if k not in hypotheses]):
+        out.append(f"- Tests registered without a hypothesis (only their numbers above): {', '.join(bare)}.")
+    return "\n".join(out)
+
 # %% ../nbs/13_report.ipynb #3c0e000b
-def metrics(results: "Results", split: str, tests: dict, primary: str = "accuracy", models: dict | None = None, **extra) -> dict:
+def metrics(results: "Results", split: str, tests: dict, primary: str = "accuracy", models: dict | None = None,
+            items=None, **extra) -> dict:
     """The chapter's metrics: `seeds`, `arms` (`{label: {...}}` for `models` = `{label: (arm, model)}`, default every
-    arm and model), `tests`, `primary` and `split`, and any `extra` entries (a setting label, times)."""
+    arm and model; with the chapter's `items` table also the parse rate and the accuracy among parsed answers per seed),
+    `tests`, `primary` and `split`, and any `extra` entries (a setting label, the registration, failures, times)."""
     models = models or {f"{e.arm}/{e.model}" if e.arm != e.model else e.arm: (e.arm, e.model)
                         for e in results.evaluations(split=split, seed=results.seeds[0])}
     arms = {}
@@ -193,6 +298,13 @@ def metrics(results: "Results", split: str, tests: dict, primary: str = "accurac
         k = sum(round(e.accuracy * e.n) for e in ev); n = sum(e.n for e in ev)
         row = {"arm": arm, "model": model, "n": n, "accuracy": k / n, "ci95": wilson(k, n),
                "per_seed": {str(e.seed): e.accuracy for e in ev}}
+        if items is not None:                  # answers in the expected form, and accuracy among them, per seed
+            it = items[(items.arm == arm) & (items.model == model) & (items.split == split)]
+            by = it.groupby("seed")
+            row["answer_parsed"] = float(it["parsed"].mean())
+            row["answer_parsed_per_seed"] = {str(s): float(g["parsed"].mean()) for s, g in by}
+            row["correct_if_parsed_per_seed"] = {str(s): float(g.loc[g.parsed, "correct"].mean()) if g.parsed.any() else None
+                                                 for s, g in by}
         if primary != "accuracy":
             vals = [(e.exact or {}).get(primary, (e.grounding or {}).get(primary)) for e in ev]
             vals = [v for v in vals if v is not None]
@@ -215,6 +327,113 @@ def save_and_glue(m: dict, run_dir: str | Path | None = None) -> dict:
     for k, v in flatten(m).items():
         if v is not None: glue(k, v, display=False)
     return m
+
+# %% ../nbs/13_report.ipynb #e2529cb8
+ITEMS_FILE = "items.csv.gz"
+
+def item_table(results: "Results"):
+    "One row per answered item of every evaluation of `results` (see above)."
+    import pandas as pd
+    frames = []
+    for e in results.evaluations():
+        d = results.path(e.dir)
+        recs = read_records(d)
+        t = pd.DataFrame({"seed": e.seed, "arm": e.arm, "model": e.model, "split": e.split,
+                          "id": [r["id"] for r in recs],
+                          "parsed": [r.get("error") is None and r.get("answer") is not None for r in recs],
+                          "correct": [bool(r["correct"]) and r.get("error") is None for r in recs],
+                          "gold": [r.get("gold") for r in recs], "relation": [r.get("relation") for r in recs]})
+        if (d/"gt_judgments.jsonl").exists():
+            j = {it["id"]: it for it in read_jsonl(d/"gt_judgments.jsonl")}
+            t["reasoning_true"] = [j.get(i, {}).get("reasoning_true") for i in t["id"]]
+            t["answer_follows"] = [j.get(i, {}).get("answer_follows") for i in t["id"]]
+        frames.append(t)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+def save_items(results: "Results", run_dir: str | Path | None = None):
+    "Write `item_table(results)` to the run folder's `items.csv.gz` (`$R1LIT_RUN_DIR` by default); returns the table."
+    from r1lit.experiments import run_dir_from_env
+    run_dir = Path(run_dir) if run_dir else run_dir_from_env()
+    t = item_table(results)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        t.to_csv(run_dir/ITEMS_FILE, index=False)
+    return t
+
+# %% ../nbs/13_report.ipynb #08619248
+REG_KEYS = ("chapter", "registered", "primary", "alpha", "min_seeds", "analysis", "validity", "exclusion", "tests", "notes")
+
+def registration_path(name: str, root: str | Path | None = None) -> Path:
+    "`nbs/experiments/NAME.registration.yml` of the project."
+    return Path(root or project_root())/"nbs"/"experiments"/f"{name}.registration.yml"
+
+def registration(name: str, root: str | Path | None = None) -> dict:
+    """The registration `name` (see above), checked: every test has a, b, split, an `expect` (+, -, != or 0) and a
+    `claim`; the primary test is one of them."""
+    p = registration_path(name, root)
+    if not p.exists(): raise FileNotFoundError(f"{p}: no such registration (one per chapter, committed before its run)")
+    reg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    bad = sorted(set(reg) - set(REG_KEYS))
+    if bad: raise ValueError(f"{p}: unknown key(s) {bad}; known: {', '.join(REG_KEYS)}")
+    tests = reg.get("tests") or {}
+    if not tests: raise ValueError(f"{p}: registers no tests")
+    for k, t in tests.items():
+        miss = [x for x in ("a", "b", "split", "expect", "claim") if x not in (t or {})]
+        if miss: raise ValueError(f"{p}: test {k!r} lacks {', '.join(miss)}")
+        if t["expect"] not in EXPECT: raise ValueError(f"{p}: test {k!r}: expect must be one of {', '.join(EXPECT)}, not {t['expect']!r}")
+    if reg.get("primary") not in tests: raise ValueError(f"{p}: primary {reg.get('primary')!r} is not one of its tests: {', '.join(tests)}")
+    return {"alpha": 0.05, "min_seeds": 10, **reg, "file": str(p)}
+
+def hypotheses_of(reg: dict) -> dict:
+    "`{test: [expect, claim]}` of a registration, for `verdicts`."
+    return {k: [t["expect"], t["claim"]] for k, t in reg["tests"].items()}
+
+def registration_record(reg_or_path, root: str | Path | None = None) -> dict:
+    "`{file, sha256, commit, committed_at, changed}` of a registration file (`changed`: it differs from its last commit)."
+    import hashlib, subprocess
+    p = Path(reg_or_path["file"] if isinstance(reg_or_path, dict) else reg_or_path).resolve()
+    root = Path(root or project_root()).resolve()
+    rel = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+    def git(*a):
+        try: return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError): return None
+    commit, when = (git("log", "-1", "--format=%H %cI", "--", rel) or " ").split(" ", 1) if git("rev-parse", "HEAD") else (None, None)
+    changed = bool(git("status", "--porcelain", "--", rel)) if commit else None
+    return {"file": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "commit": commit or None,
+            "committed_at": when or None, "changed": changed}
+
+def preregistered(record: dict | None, run_start: str | None) -> tuple[bool, str]:
+    "Whether a run whose `run.json` holds `record` and started at `run_start` was made under a committed, unchanged registration."
+    import datetime as dt
+    if not record: return False, "the run records no registration"
+    if not record.get("commit"): return False, "its registration was never committed"
+    if record.get("changed"): return False, "its registration had uncommitted changes when the run used it"
+    if run_start and dt.datetime.fromisoformat(record["committed_at"]) > dt.datetime.fromisoformat(run_start):
+        return False, f"its registration was committed ({record['committed_at']}) after the run started ({run_start})"
+    return True, f"registered in commit {record['commit'][:10]} ({record['committed_at']}), before the run"
+
+
+# %% ../nbs/13_report.ipynb #fd39e27d
+def failures(results: "Results", rule: dict) -> dict:
+    """Seeds that fail the registered validity `rule` = `{"models": [[arm, model, split], ...], "metric": "accuracy",
+    "min": 0.65}`: `failed` (seeds), `passed`, `k`, `rate`, the values per seed, and the rule in words."""
+    miss = [x for x in ("models", "min") if x not in (rule or {})]
+    if miss: raise ValueError(f"validity rule lacks {', '.join(miss)}: {rule}")
+    metric = rule.get("metric", "accuracy")
+    values, failed = {}, []
+    for s in results.seeds:
+        vals = {}
+        for arm, model, split in rule["models"]:
+            ev = results.evaluations(arm=arm, model=model, split=split, seed=s)
+            if len(ev) != 1: raise KeyError(f"validity rule: no single evaluation of {arm}/{model} on {split} with seed {s}")
+            vals[f"{arm}/{model}/{split}"] = getattr(ev[0], metric)
+        values[str(s)] = vals
+        if any(v is None or v < rule["min"] for v in vals.values()): failed.append(s)
+    k = len(results.seeds)
+    words = (f"a seed fails when any of {', '.join(f'{a}/{m} on {sp}' for a, m, sp in rule['models'])} has "
+             f"{metric} below {rule['min']}")
+    return {"rule": words, "failed": failed, "passed": [s for s in results.seeds if s not in failed], "k": k,
+            "rate": len(failed) / k if k else None, "values": values}
 
 # %% ../nbs/13_report.ipynb #3c0e000e
 def plot_seeds(results: "Results", splits: Sequence[str] | None = None, title: str = "", chance: float | None = 0.5,
@@ -246,21 +465,30 @@ def plot_seeds(results: "Results", splits: Sequence[str] | None = None, title: s
     plt.tight_layout()
     return axes
 
-def plot_tests(tests: dict, title: str = "", ax=None, xlabel: str = "effect (B minus A, 95 % CI)"):
-    "Forest plot: each test's effect with its 95 % interval and p-value."
+def plot_tests(tests: dict, title: str = "", ax=None, xlabel: str = "effect, B minus A (mean over seeds, 95 % t interval)"):
+    """Forest plot of the seed-level results: each test's mean effect over seeds with its t interval, every seed's own
+    effect as a dot, and the (Holm-adjusted) p-value."""
     import matplotlib.pyplot as plt
-    names = [k for k, t in tests.items() if t["n"]]          # a test with no number has no point to draw
-    if ax is None: _, ax = plt.subplots(figsize=(7, 0.55 * max(len(names), 1) + 1.2))
+    names = [k for k, t in tests.items() if seed_result(t)["effect"] is not None]   # a test with no number has no point
+    if ax is None: _, ax = plt.subplots(figsize=(7, 0.6 * max(len(names), 1) + 1.3))
     if not names: ax.set_axis_off(); ax.set_title(title + ": no test could be computed", fontsize=10); return ax
+    lo, hi = 0.0, 0.0
     for i, k in enumerate(names):
-        t = tests[k]
-        ax.errorbar([t["effect"]], [i], xerr=[[t["effect"] - t["ci95"][0]], [t["ci95"][1] - t["effect"]]], fmt="o", color="C1", capsize=3)
-        ax.annotate(p_text(t["p"]), (t["ci95"][1], i), xytext=(6, -3), textcoords="offset points", fontsize=8)
+        s = seed_result(tests[k])
+        ax.scatter(s["per_seed"], [i + 0.18] * s["k"], s=12, color="grey", alpha=0.7, zorder=2, label="one seed" if i == 0 else None)
+        if s["ci95"]:
+            ax.errorbar([s["effect"]], [i], xerr=[[s["effect"] - s["ci95"][0]], [s["ci95"][1] - s["effect"]]], fmt="o",
+                        color="C1", capsize=3, zorder=3, label="mean over seeds (95 % CI)" if i == 0 else None)
+            p = s["p_holm"] if s.get("p_holm") is not None else s["p"]
+            ax.annotate(p_text(p) + (" (Holm)" if s.get("p_holm") is not None else ""), (max(s["ci95"][1], max(s["per_seed"])), i),
+                        xytext=(6, -3), textcoords="offset points", fontsize=8)
+        else: ax.scatter([s["effect"]], [i], color="C1", zorder=3)
+        lo = min(lo, *(s["ci95"] or [s["effect"]]), *s["per_seed"]); hi = max(hi, *(s["ci95"] or [s["effect"]]), *s["per_seed"])
     ax.axvline(0, color="grey", lw=1, ls="--")
     ax.set_yticks(range(len(names)), [f"{tests[k]['b']} vs {tests[k]['a']}\n({tests[k]['metric']}, {tests[k]['split']})" for k in names], fontsize=8)
     ax.invert_yaxis(); ax.set_xlabel(xlabel); ax.set_title(title, fontsize=10)
-    lo = min(tests[k]["ci95"][0] for k in names); hi = max(tests[k]["ci95"][1] for k in names)
-    pad = 0.25 * max(hi - lo, 0.02); ax.set_xlim(min(lo, 0) - pad, max(hi, 0) + 2 * pad)
+    pad = 0.25 * max(hi - lo, 0.02); ax.set_xlim(lo - pad, hi + 2.5 * pad)
+    ax.legend(fontsize=7, loc="lower right")
     plt.tight_layout()
     return ax
 
@@ -326,52 +554,6 @@ def plot_categories(results: "Results", split: str, models: dict, title: str = "
     ax.set_ylabel("share of items"); ax.set_ylim(0, 1); ax.legend(fontsize=7); ax.set_title(title, fontsize=10)
     plt.tight_layout()
     return ax
-
-# %% ../nbs/13_report.ipynb #3c0e0013
-RATE_METRICS = ("correct", "misaligned", "reasoning_true", "facts", "format", "parsed")
-EXPECT = ("+", "-", "!=", "0")      # what a hypothesis expects of B - A: above, below, different, the same
-
-def effect_text(t: dict) -> str:
-    "`+2.6 points [-1.0, +6.1], p = 0.17, 3 seeds, n = 900` (rates in percentage points, other metrics as they are)."
-    if t.get("effect") is None: return f"not computable: {t.get('reason') or 'no items'}"
-    pts = t.get("metric", "correct") in RATE_METRICS
-    f = (lambda x: f"{100 * x:+.1f}") if pts else (lambda x: f"{x:+.3f}")
-    lo, hi = t["ci95"]
-    seeds = len(t.get("seeds") or t.get("per_seed") or [])
-    null = f"; this n detects {f(t['detectable']).lstrip('+')}{' points' if pts else ''} or more" if t["p"] >= 0.05 and t.get("detectable") else ""
-    return f"{f(t['effect'])}{' points' if pts else ''} [{f(lo)}, {f(hi)}], {p_text(t['p'])}, {seeds} seeds, n = {t['n']}{null}"
-
-def verdict(t: dict, expect: str, claim: str, alpha: float = 0.05) -> str:
-    """A Markdown sentence on test `t` (from `compare`) against the hypothesis `claim`, which expects the effect B - A
-    to be positive (`+`), negative (`-`), non-zero (`!=`) or zero (`0`): supported, not supported or contradicted,
-    with the effect, its interval and p, and how many seeds point the expected way."""
-    if expect not in EXPECT: raise ValueError(f"verdict: expect must be one of {', '.join(EXPECT)}; got {expect!r}")
-    head = f"**{claim}** ({t['b']} against {t['a']}, {t['metric']}, {t['split']})"
-    if t.get("effect") is None: return f"{head}: not testable in this run ({t.get('reason') or 'no items'})."
-    sig, eff = t["p"] < alpha, t["effect"]
-    sign = {"+": 1, "-": -1}.get(expect)
-    if expect == "0": word = "contradicted: the difference is significant" if sig else "consistent with no difference"
-    elif expect == "!=": word = "supported" if sig else "not supported: no significant difference"
-    elif sig: word = "supported" if eff * sign > 0 else "contradicted: the effect is significant in the opposite direction"
-    else: word = f"not supported at the {100 * alpha:g} % level"
-    out = f"{head}: {word}; {effect_text(t)}."
-    per = [q["effect"] for q in t.get("per_seed") or [] if q.get("effect") is not None]
-    if sign and per:
-        out += f" {sum(e * sign > 0 for e in per)} of {len(per)} seeds point the expected way."
-    if not sig and expect in ("+", "-", "!=") and t.get("detectable"):
-        out += " An effect of the detectable size or larger would probably have shown; a smaller one cannot be ruled out."
-    return out
-
-def verdicts(tests: dict, hypotheses: dict) -> str:
-    """A Markdown list: the `verdict` of each test named in `hypotheses` = `{test: [expect, claim]}` (a chapter's
-    pre-registered hypotheses, written next to its tests). A test without a hypothesis, or a hypothesis whose test this
-    run did not make (the tests were changed and the hypotheses not), is named in a last line, never silently dropped."""
-    out = [f"- {verdict(tests[k], e, c)}" for k, (e, c) in hypotheses.items() if k in tests]
-    if (orphan := [k for k in hypotheses if k not in tests]):
-        out.append(f"- Hypotheses whose test this run did not make (set `hypotheses` with `tests`): {', '.join(orphan)}.")
-    if (bare := [k for k in tests if k not in hypotheses]):
-        out.append(f"- Tests registered without a hypothesis (only their numbers above): {', '.join(bare)}.")
-    return "\n".join(out)
 
 # %% ../nbs/13_report.ipynb #dd2f2e1e
 REPORTED_LABEL = "reported by the original study"

@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['wilson', 'bootstrap_ci', 'mcnemar', 'paired_test', 'pooled_paired_test', 'paired_continuous', 'two_proportions',
-           'detectable_effect', 'kappa', 'p_text']
+__all__ = ['wilson', 'bootstrap_ci', 'mcnemar', 'paired_test', 'pooled_paired_test', 'seed_level', 'hierarchical_bootstrap',
+           'holm', 'paired_continuous', 'two_proportions', 'detectable_effect', 'kappa', 'p_text']
 
 # %% ../nbs/00a_stats.ipynb #5a7c0e07
 def wilson(k: int, n: int) -> list[float] | None:
@@ -88,6 +88,64 @@ def pooled_paired_test(pairs: Sequence[tuple[Mapping, Mapping]], seeds: Sequence
             "effect": float(np.mean([p["effect"] for p in per])),
             "ci95": [float(np.quantile(reps, 0.025)), float(np.quantile(reps, 0.975))],
             **mcnemar(only_a, only_b), "per_seed": per}
+
+# %% ../nbs/00a_stats.ipynb #a3293b9f
+def seed_level(effects: Sequence[float], seeds: Sequence | None = None, margin: float | None = None) -> dict:
+    """Recipe-level analysis of one effect per training seed: `effect` (their mean), `ci95` (t interval, k - 1 degrees
+    of freedom), `p` (two-sided one-sample t test of a zero mean), `k`, `sd`, `method`, and with an equivalence `margin`
+    the TOST `p_equivalence` that the mean lies inside (-margin, +margin)."""
+    d = np.asarray([float(x) for x in effects], float)
+    k = len(d)
+    seeds = list(seeds) if seeds is not None else list(range(k))
+    if len(seeds) != k: raise ValueError(f"seed_level: {k} effects but {len(seeds)} seeds")
+    if k and not np.isfinite(d).all(): raise ValueError(f"seed_level: effects must be finite numbers, got {list(d)}")
+    out = {"k": k, "seeds": seeds, "per_seed": [float(x) for x in d], "effect": float(d.mean()) if k else None,
+           "sd": float(d.std(ddof=1)) if k > 1 else None, "ci95": None, "p": None,
+           "method": "one-sample t over training seeds (df = k - 1)", "margin": margin, "p_equivalence": None}
+    if k < 2:
+        out["reason"] = "fewer than two seeds: no seed-to-seed variance to estimate"
+        return out
+    m, sd = out["effect"], out["sd"]
+    if sd == 0:                       # every seed gave the same effect: the t statistic is undefined
+        out.update(ci95=[m, m], p=1.0 if m == 0 else 0.0)
+        if margin is not None: out["p_equivalence"] = 0.0 if abs(m) < margin else 1.0
+        return out
+    from scipy import stats as st
+    se = sd / math.sqrt(k)
+    q = float(st.t.ppf(0.975, k - 1))
+    out.update(ci95=[m - q * se, m + q * se], p=float(st.ttest_1samp(d, 0.0).pvalue))
+    if margin is not None:
+        if margin <= 0: raise ValueError(f"seed_level: the equivalence margin must be > 0, got {margin}")
+        from statsmodels.stats.weightstats import DescrStatsW
+        out["p_equivalence"] = float(DescrStatsW(d).ttost_mean(-margin, margin)[0])
+    return out
+
+# %% ../nbs/00a_stats.ipynb #b4bfeeb5
+def hierarchical_bootstrap(strata: Sequence[tuple[Sequence[float], Sequence[float]]], n_boot: int = 2000,
+                           seed: int = 0) -> list[float] | None:
+    """Percentile 95 % interval of the mean over seeds of mean(B - A): `strata[i]` holds seed i's paired outcome
+    arrays (A, B); seeds are resampled, then items within each drawn seed. None with fewer than two seeds."""
+    ds = [np.asarray(b, float) - np.asarray(a, float) for a, b in strata]
+    k = len(ds)
+    if k < 2: return None
+    if any(len(d) == 0 for d in ds): raise ValueError("hierarchical_bootstrap: a seed has no items")
+    rng = np.random.default_rng(seed)
+    # item means of every seed at every (replicate, position): a seed drawn twice in one replicate gets two resamples
+    means = np.stack([d[rng.integers(0, len(d), (n_boot, k, len(d)))].mean(-1) for d in ds])
+    pick = rng.integers(0, k, (n_boot, k))
+    reps = means[pick, np.arange(n_boot)[:, None], np.arange(k)[None, :]].mean(1)
+    return [float(np.quantile(reps, 0.025)), float(np.quantile(reps, 0.975))]
+
+# %% ../nbs/00a_stats.ipynb #e386adb2
+def holm(ps: Mapping[str, float | None]) -> dict[str, float | None]:
+    "Holm-adjusted p-values of `{test: p}` (None stays None and does not count as a test)."
+    keys = [k for k, p in ps.items() if p is not None]
+    out = {k: None for k in ps}
+    if not keys: return out
+    from statsmodels.stats.multitest import multipletests
+    adj = multipletests([ps[k] for k in keys], method="holm")[1]
+    out.update({k: float(a) for k, a in zip(keys, adj)})
+    return out
 
 # %% ../nbs/00a_stats.ipynb #5a7c0e16
 def paired_continuous(a: Mapping, b: Mapping, n_boot: int = 2000, n_perm: int = 10000, seed: int = 0,
