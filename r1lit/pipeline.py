@@ -26,7 +26,7 @@ from .train import STAGES, WarmupConfig, finished, warmup_vision
 # %% auto #0
 __all__ = ['CACHE_ENV', 'CACHE_VERSION', 'SCENE_KEYS', 'PREFIXES', 'DESIGN_KEYS', 'MERGED', 'DEFAULTS', 'cache_root', 'spec_key',
            'Stages', 'data_stage', 'model_stage', 'arm_slug', 'arm_spec', 'intervention', 'Evaluation', 'ArmResult',
-           'Results', 'train_ids', 'train_step', 'resolve', 'evaluate_step', 'run_arm', 'run_design']
+           'Results', 'train_ids', 'train_step', 'resolve', 'evaluate_step', 'run_arm', 'design_of', 'run_design']
 
 # %% ../nbs/12_pipeline.ipynb #9a1e0007
 CACHE_ENV = "R1LIT_CACHE"
@@ -428,17 +428,61 @@ def run_arm(st: Stages, design: dict, arm: str, seed: int) -> ArmResult:
                                     dir=r["dir"], exact=r["exact"], grounding=r["grounding"], **r["scores"]))
     return ArmResult(arm, seed, _rel(st, data[0]), {k: _rel(st, v[0]) for k, v in models.items()}, training, evals)
 
-def run_design(run_dir: str | Path, design: dict, cache_dir: str | Path | None = None) -> Results:
-    "Run every arm of `design` for every seed; write `run_dir/results.json`; return the `Results`."
+def design_of(namespace: dict) -> dict:
+    "The design a notebook's parameters state: every `DESIGN_KEYS` name defined in `namespace` (e.g. `globals()`)."
+    return {k: namespace[k] for k in DESIGN_KEYS if k in namespace}
+
+def _merge_ledgers(parts: list[dict]) -> dict:
+    "One stage ledger from several (parallel workers): seconds and computed seconds added, done only if done in all."
+    out = {}
+    for part in parts:
+        for name, rec in part.items():
+            if name not in out: out[name] = dict(rec); continue
+            o = out[name]
+            o["seconds"] = o.get("seconds", 0.0) + rec.get("seconds", 0.0)
+            o["computed_seconds"] = o.get("computed_seconds", 0.0) + rec.get("computed_seconds", 0.0)
+            o["done"] = o.get("done", False) and rec.get("done", False)
+            o["reused"] = o.get("reused", False) and rec.get("reused", False)
+    return out
+
+def _task(run_dir: str, design: dict, cache: str, arm: str, seed: int, threads: int) -> ArmResult:
+    "One (arm, seed) of a design in a worker process, with its own stage ledger."
+    import torch
+    torch.set_num_threads(threads)
+    return run_arm(Stages(Path(run_dir)/"workers"/f"{arm_slug(arm)}-s{seed}", cache), design, arm, seed)
+
+def run_design(run_dir: str | Path, design: dict, cache_dir: str | Path | None = None, workers: int = 1) -> Results:
+    """Run every arm of `design` for every seed; write `run_dir/results.json`; return the `Results`. With `workers` > 1
+    the (arm, seed) pairs run in that many processes side by side (one torch thread each unless cores are left over);
+    they share the stage cache, whose locks make a stage that two of them need run once."""
     from tqdm.auto import tqdm
     seeds = list(design.get("seeds", DEFAULTS["seeds"]))
     if not seeds: raise ValueError("design: seeds is empty")
+    if len(set(seeds)) != len(seeds): raise ValueError(f"design: seeds repeat: {seeds}")
+    if not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     arms = list(design.get("arms") or {"main": {}})
     for a in arms: arm_spec(design, a)               # every arm is checked before anything runs
     st = Stages(run_dir, cache_dir)
-    out = []
-    for seed, arm in tqdm([(s, a) for s in seeds for a in arms], desc="arms x seeds"):
-        out.append(run_arm(st, design, arm, seed))
+    pairs = [(s, a) for s in seeds for a in arms]
+    if workers == 1 or len(pairs) == 1:
+        out = [run_arm(st, design, arm, seed) for seed, arm in tqdm(pairs, desc="arms x seeds")]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        done, errors = {}, []
+        with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=mp.get_context("spawn")) as ex:
+            futs = {ex.submit(_task, str(run_dir), design, str(st.cache), arm, seed, threads): (seed, arm) for seed, arm in pairs}
+            for f in tqdm(as_completed(futs), total=len(futs), desc=f"arms x seeds ({workers} workers)"):
+                try: done[futs[f]] = f.result()
+                except Exception as e: errors.append(f"arm {futs[f][1]!r}, seed {futs[f][0]}: {type(e).__name__}: {e}")
+        ledgers = [st.state] + [read_json(p) for p in sorted((Path(run_dir)/"workers").glob("*/stages.json"))]
+        st.state = _merge_ledgers(ledgers)
+        write_json(st.path, st.state)
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {len(pairs)} (arm, seed) runs failed (the others are cached; a rerun "
+                               "computes only what is missing): " + "; ".join(errors))
+        out = [done[p] for p in pairs]
     res = Results(design, out, str(st.cache))
     write_json(Path(run_dir)/"results.json", {**res.to_dict(), "cost": st.cost()})
     return res
