@@ -17,7 +17,7 @@ from .data import load_split
 from .records import read_records
 from .experiments import save_metrics, flatten
 from .stats import (wilson, pooled_paired_test, paired_continuous, detectable_effect, p_text, seed_level,
-                          hierarchical_bootstrap, holm)
+                          hierarchical_bootstrap, holm, two_proportions)
 if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importing the pipeline would load torch and TRL
 
 # %% auto #0
@@ -25,8 +25,8 @@ __all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'R
            'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table', 'seed_result',
            'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts', 'metrics',
            'save_and_glue', 'item_table', 'save_items', 'registration_path', 'registration', 'hypotheses_of',
-           'registration_record', 'preregistered', 'failures', 'plot_seeds', 'plot_tests', 'plot_training', 'log_mean',
-           'plot_checkpoints', 'plot_categories', 'reported_tables', 'reported']
+           'registration_record', 'preregistered', 'use_registration', 'failures', 'plot_seeds', 'plot_tests',
+           'plot_training', 'log_mean', 'plot_checkpoints', 'plot_categories', 'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
 EXACT_KEYS = ("parsed", "reasoning_true", "answer_follows", "misaligned", "facts_true")
@@ -106,6 +106,32 @@ def _seed_level(pairs: list, seeds: list, per_seed_effects: list, margin: float 
     out["boot_ci95"] = hierarchical_bootstrap(strata)
     return out
 
+def _compare_parsed(a, b, split: str, raw: list, seeds: list, margin: float | None) -> dict:
+    """`compare` for accuracy among parsed answers: each model over the items it answered in the expected form, so the
+    two sides cover different items; per seed the difference of the two rates, pooled Fisher's exact test over seeds."""
+    label = lambda x: f"{x[0]}/{x[1]}"
+    base = {"a": label(a), "b": label(b), "split": split, "metric": "correct_if_parsed"}
+    if not raw:
+        return {**base, "n": 0, "effect": None, "ci95": None, "statistic": None, "p": None, "per_seed": [], "seeds": [],
+                "detectable": None, "seed_level": seed_level([], [], margin),
+                "reason": "in no seed did both models give a parsed answer"}
+    per = [{"seed": s, "n_a": len(va), "n_b": len(vb), "accuracy_a": float(np.mean(list(va.values()))),
+            "accuracy_b": float(np.mean(list(vb.values())))} for s, (va, vb) in zip(seeds, raw)]
+    for q in per: q["effect"] = q["accuracy_b"] - q["accuracy_a"]
+    ka, na = sum(sum(va.values()) for va, _ in raw), sum(len(va) for va, _ in raw)
+    kb, nb_ = sum(sum(vb.values()) for _, vb in raw), sum(len(vb) for _, vb in raw)
+    tp = two_proportions(int(ka), na, int(kb), nb_)
+    rng, reps = np.random.default_rng(0), np.zeros(2000)
+    for va, vb in raw:             # items resampled within each seed, each side on its own items
+        xa, xb = np.array(list(va.values()), float), np.array(list(vb.values()), float)
+        reps += xb[rng.integers(0, len(xb), (2000, len(xb)))].mean(1) - xa[rng.integers(0, len(xa), (2000, len(xa)))].mean(1)
+    reps /= len(raw)
+    return {**base, "n": na + nb_, "n_a": na, "n_b": nb_, "effect": float(np.mean([q["effect"] for q in per])),
+            "ci95": [float(np.quantile(reps, 0.025)), float(np.quantile(reps, 0.975))], "statistic": tp["z"],
+            "p": tp["p_fisher"], "p_text": p_text(tp["p_fisher"]), "rate_a": ka / na, "rate_b": kb / nb_, "seeds": seeds,
+            "per_seed": per, "detectable": None,
+            "seed_level": {**seed_level([q["effect"] for q in per], seeds, margin), "boot_ci95": None}}
+
 def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: str, metric: str = "correct",
             seeds: Sequence[int] | None = None, shortcut: tuple[str, str] | None = None, margin: float | None = None) -> dict:
     """B = (arm, model) against A on `split`, paired within each seed and pooled over `seeds` (default: all):
@@ -114,12 +140,16 @@ def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: s
     the items `side` ("with" / "against") of that arm's text shortcut (`shortcut_ids`)."""
     seeds = list(seeds) if seeds is not None else results.seeds
     label = lambda x: f"{x[0]}/{x[1]}"
-    pairs, kept = [], []
+    pairs, kept, raw, raw_seeds = [], [], [], []
     for s in seeds:
         va, vb = (_item_values(results, *x, split, s, metric) for x in (a, b))
+        if shortcut and metric == "correct_if_parsed": raise ValueError("correct_if_parsed has no shortcut subsets")
+        raw.append((va, vb)); raw_seeds.append(s)
         both = set(va) & set(vb)
         if shortcut: both &= shortcut_ids(results, shortcut[0], split, s, shortcut[1])
         if both: pairs.append(({i: va[i] for i in both}, {i: vb[i] for i in both})); kept.append(s)
+    if metric == "correct_if_parsed": return _compare_parsed(a, b, split, [(va, vb) for va, vb in raw if va and vb],
+                                                             [s for s, (va, vb) in zip(raw_seeds, raw) if va and vb], margin)
     if not pairs:   # reported as such, never as a number
         return {"a": label(a), "b": label(b), "split": split, "metric": metric, "n": 0, "effect": None, "ci95": None,
                 "statistic": None, "p": None, "per_seed": [], "seeds": [], "detectable": None,
@@ -411,6 +441,23 @@ def preregistered(record: dict | None, run_start: str | None) -> tuple[bool, str
     if run_start and dt.datetime.fromisoformat(record["committed_at"]) > dt.datetime.fromisoformat(run_start):
         return False, f"its registration was committed ({record['committed_at']}) after the run started ({run_start})"
     return True, f"registered in commit {record['commit'][:10]} ({record['committed_at']}), before the run"
+
+def use_registration(name: str, run_dir: str | Path | None = None, root: str | Path | None = None) -> dict:
+    """Registration `name`, recorded in the run's `run.json` (`registration`: `registration_record`) when the notebook
+    runs as a run; returned with `preregistered` (bool) and `preregistration` (why) judged against the run's start."""
+    from r1lit.experiments import read_run, run_dir_from_env, update_run
+    reg = registration(name, root)
+    run_dir = Path(run_dir) if run_dir else run_dir_from_env()
+    rec = registration_record(reg, root)
+    start = None
+    if run_dir is not None and (run_dir/"run.json").exists():
+        run = read_run(run_dir)
+        start = run.get("start")
+        if run.get("registration") and run["registration"]["sha256"] != rec["sha256"]:
+            rec = {**rec, "changed": True}          # the file changed between attempts of this run
+        update_run(run_dir, registration=rec)
+    ok, why = preregistered(rec, start) if run_dir is not None else (False, "not run as a run (interactive)")
+    return {**reg, "record": rec, "preregistered": ok, "preregistration": why}
 
 
 # %% ../nbs/13_report.ipynb #fd39e27d
