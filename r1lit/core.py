@@ -11,8 +11,8 @@ from typing import Any, Iterable, Iterator
 # %% auto #0
 __all__ = ['PREEMPT_ENV', 'PREEMPT_EXIT_CODE', 'LAUNCH_ENV', 'CONFIGS', 'write_json', 'read_json', 'need_folder',
            'read_yaml_mapping', 'append_jsonl', 'read_jsonl', 'repair_jsonl_tail', 'project_root', 'load_env',
-           'secret_values', 'redact', 'Preempted', 'preempt_requested', 'checkpoint_on_signal', 'Settings',
-           'LaunchSettings', 'config_dir', 'config_path']
+           'secret_values', 'redact', 'Preempted', 'preempt_requested', 'checkpoint_on_signal', 'SettingError',
+           'Choice', 'check_choice', 'Settings', 'LaunchSettings', 'config_dir', 'config_path']
 
 # %% ../nbs/00_core.ipynb #15b9610b
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
@@ -181,11 +181,38 @@ def checkpoint_on_signal(flag: str | Path, stop=None, grace: float | None = None
         for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
         if not had: del os.environ[PREEMPT_ENV]
 
+# %% ../nbs/00_core.ipynb #74297095
+from typing import NamedTuple
+
+class SettingError(ValueError):
+    "A setting given a value it cannot take. The message is one line: the setting, the value, and the values it takes."
+
+class Choice(NamedTuple):
+    "An enumerated setting: what one of its values is called, the registry of known values, and whether it holds several."
+    what: str              # "reward", "prompt style": the error says `unknown WHAT 'VALUE'`
+    known: Iterable        # the registry itself (a dict, whose keys count, or a tuple), never a copy of its values
+    many: bool = False     # a list of values, or a mapping keyed by them (rewards: name -> weight)
+
+def check_choice(setting: str, value: Any, choice: Choice) -> Any:
+    """`value` if it is one of `choice.known` (with `many`: a list of them, or a mapping keyed by them); else a
+    `SettingError` naming `setting`, e.g. `rewards: unknown reward 'acuracy'; known: accuracy, format, ...`."""
+    known = list(choice.known)
+    listing = ", ".join(map(str, known))
+    if choice.many and not isinstance(value, (list, tuple, dict)):
+        raise SettingError(f"{setting}: expected a list of {choice.what}s, got {value!r}; known: {listing}")
+    if not choice.many and isinstance(value, (list, tuple, dict, set)):
+        raise SettingError(f"{setting}: expected one {choice.what}, got {value!r}; known: {listing}")
+    for v in (list(value) if choice.many else [value]):
+        if v not in known: raise SettingError(f"{setting}: unknown {choice.what} {v!r}; known: {listing}")
+    return value
+
+
 # %% ../nbs/00_core.ipynb #6523028c
 import dataclasses
 
 class Settings:
-    "Mixin for settings dataclasses: `from_dict` rejects unknown keys by name, `to_dict` gives plain data."
+    """Mixin for settings dataclasses: `from_dict` rejects unknown keys by name, each value is checked on construction
+    (`check`), `to_dict` gives plain data."""
     @classmethod
     def from_dict(cls, d: dict):
         names = {f.name for f in dataclasses.fields(cls)}
@@ -209,6 +236,23 @@ class Settings:
     def inert(cls, given: dict) -> list[tuple[str, str]]:
         "`(setting, the setting that makes it do nothing)` for each such pair among `given` (settings off their default)."
         return []
+
+    @classmethod
+    def choices(cls) -> dict[str, Choice]:
+        "The enumerated settings, `{name: Choice}`, each naming the registry of its known values."
+        return {}
+
+    @classmethod
+    def check_setting(cls, name: str, value: Any) -> Any:
+        "`value` if setting `name` can take it on its own (an enumerated one: one of its `Choice`); else a `SettingError`."
+        c = cls.choices().get(name)
+        return value if c is None or value is None else check_choice(name, value, c)
+
+    def check(self) -> None:
+        "Check every setting on its own (`check_setting`); a subclass adds the checks that relate settings to each other."
+        for f in dataclasses.fields(self): self.check_setting(f.name, getattr(self, f.name))
+
+    def __post_init__(self): self.check()
 
     def to_dict(self) -> dict: return dataclasses.asdict(self)
 
