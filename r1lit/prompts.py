@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from .core import Choice, check_choice
 from .parsing import CHOICE_LETTERS
 
 # %% auto #0
 __all__ = ['QUESTION', 'REASONING_SUFFIX', 'ANSWER_ONLY_SUFFIX', 'CHOICE_QUESTION', 'CHOICE_SUFFIX', 'PROMPT_STYLES',
-           'format_options', 'PromptStyle', 'get_style', 'prompt_messages', 'row_to_conversation', 'row_to_sft_example',
-           'to_trl_dataset']
+           'STYLE_CHOICE', 'format_options', 'PromptStyle', 'get_style', 'prompt_messages', 'row_to_conversation',
+           'row_to_sft_example', 'to_trl_dataset']
 
 # %% ../nbs/06_prompts.ipynb #1a80a444
 QUESTION = "Is the following statement true: {caption}"
@@ -91,12 +92,12 @@ PROMPT_STYLES: dict[str, PromptStyle] = {s.name: s for s in [
     PromptStyle("question_answer", QUESTION, "", reasoning=False),
 ]}
 
+STYLE_CHOICE = Choice("prompt style", PROMPT_STYLES)   # the `prompt_style` setting of every stage
+
 def get_style(style: str | PromptStyle) -> PromptStyle:
-    "A `PromptStyle` by name (see `PROMPT_STYLES`), or the style itself."
+    "A `PromptStyle` by name (see `PROMPT_STYLES`), or the style itself; an unknown name is a `SettingError` listing them."
     if isinstance(style, PromptStyle): return style
-    if style not in PROMPT_STYLES:
-        raise KeyError(f"unknown prompt style {style!r}; known styles: {', '.join(PROMPT_STYLES)}")
-    return PROMPT_STYLES[style]
+    return PROMPT_STYLES[check_choice("prompt_style", style, STYLE_CHOICE)]
 
 # %% ../nbs/06_prompts.ipynb #d3b28168
 def _image(img: Any, row_id: str) -> Any:

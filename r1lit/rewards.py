@@ -7,14 +7,15 @@ from __future__ import annotations
 import json, re
 from types import SimpleNamespace
 from typing import Any, Callable, Sequence
+from .core import Choice, SettingError, check_choice
 from .parsing import (Box, extract_answer, extract_think, is_choice_answer, make_box, normalize_answer,
                            normalize_choices, parse_boxes)
 from .synthetic import COLOURS, grid_xy
 
 # %% auto #0
-__all__ = ['FORMAT_RE', 'REWARDS', 'completion_text', 'answers_match', 'accuracy_reward', 'format_ok', 'format_reward', 'iou',
-           'match_boxes', 'box_score', 'iou_reward', 'choice_score', 'choice_reward', 'cell_score', 'cell_reward',
-           'get_rewards', 'combined']
+__all__ = ['FORMAT_RE', 'REWARDS', 'REWARD_CHOICE', 'completion_text', 'answers_match', 'accuracy_reward', 'format_ok',
+           'format_reward', 'iou', 'match_boxes', 'box_score', 'iou_reward', 'choice_score', 'choice_reward',
+           'cell_score', 'cell_reward', 'check_rewards', 'get_rewards', 'combined']
 
 # %% ../nbs/05_rewards.ipynb #829a9dbe
 def _content_text(content: Any) -> str:
@@ -165,16 +166,23 @@ REWARDS: dict[str, Callable[..., list]] = {
     "cells": cell_reward,
 }
 
+REWARD_CHOICE = Choice("reward", REWARDS, many=True)
+
+def check_rewards(spec: Any, setting: str = "rewards") -> dict[str, float]:
+    "`spec` if it maps known reward names to numeric weights; else a `SettingError` naming `setting` and the known rewards."
+    if not isinstance(spec, dict) or not spec:
+        raise SettingError(f"{setting}: expected reward names with their weights, e.g. {{accuracy: 1.0, format: 1.0}}, "
+                           f"got {spec!r}; known: {', '.join(REWARDS)}")
+    check_choice(setting, spec, REWARD_CHOICE)
+    for name, w in spec.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise SettingError(f"{setting}: the weight of reward {name!r} must be a number, got {w!r}")
+    return spec
+
 def get_rewards(spec: dict[str, float]) -> tuple[list[Callable[..., list]], list[float]]:
     "Reward functions and weights, in `spec`'s order, for a spec such as `{'accuracy': 1.0, 'format': 1.0}`."
-    if not spec: raise ValueError(f"no rewards given; known rewards: {', '.join(REWARDS)}")
-    funcs, weights = [], []
-    for name, w in spec.items():
-        if name not in REWARDS: raise KeyError(f"unknown reward {name!r}; known rewards: {', '.join(REWARDS)}")
-        if isinstance(w, bool) or not isinstance(w, (int, float)):
-            raise TypeError(f"weight of reward {name!r} must be a number, got {w!r}")
-        funcs.append(REWARDS[name]); weights.append(float(w))
-    return funcs, weights
+    check_rewards(spec)
+    return [REWARDS[name] for name in spec], [float(w) for w in spec.values()]
 
 def combined(spec: dict[str, float]) -> Callable[..., list[float | None]]:
     "One reward function returning the weighted sum of the rewards in `spec` (None rewards left out)."
