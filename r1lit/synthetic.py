@@ -14,6 +14,7 @@ from datasets import DatasetDict
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from .core import Choice, Settings, check_choice
 from .bias import CUE_COLOURS   # vision-bias corner marker: green (True) / magenta (False)
 from .data import save_dataset, to_dataset
 
@@ -72,7 +73,7 @@ def relation_holds(relation: str, box_a, box_b, image_size: int) -> bool | None:
 
 # %% ../nbs/02_synthetic.ipynb #7ed9359f
 @dataclass
-class SceneConfig:
+class SceneConfig(Settings):
     """Knobs of the procedural scenes.
 
     - `image_size`: side of the square image in pixels.
@@ -106,18 +107,21 @@ class SceneConfig:
     text_bias: float = 0.0
     vision_bias: float = 0.0
 
+    @classmethod
+    def choices(cls) -> dict[str, Choice]:
+        return {"shapes": Choice("shape", SHAPES, many=True), "colours": Choice("colour", COLOURS, many=True),
+                "relations": Choice("relation", RELATIONS, many=True), "style": Choice("style", STYLES),
+                "trace": Choice("trace", TRACES), "layout": Choice("layout", LAYOUTS), "task": Choice("task", TASKS)}
+
     def __post_init__(self):
+        self.check()    # each enumerated knob is one of its registry's values (`choices`)
         for k in ("shapes", "colours", "object_size", "relations"): setattr(self, k, tuple(getattr(self, k)))
         def bad(msg): raise ValueError(f"SceneConfig: {msg}")
         if not 16 <= self.image_size <= 1024: bad(f"image_size must be in 16..1024, got {self.image_size}")
         if not 2 <= self.n_objects <= 4: bad(f"n_objects must be 2, 3 or 4, got {self.n_objects}")
-        for name, vals, known in (("shape", self.shapes, SHAPES), ("colour", self.colours, tuple(COLOURS)),
-                                  ("relation", self.relations, RELATIONS)):
-            unknown = [v for v in vals if v not in known]
-            if unknown: bad(f"unknown {name}(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
-            if not vals or len(set(vals)) != len(vals): bad(f"{name}s must be a non-empty list without repeats")
-        if self.style not in STYLES: bad(f"unknown style {self.style!r}; known: {', '.join(STYLES)}")
-        if self.trace not in TRACES: bad(f"unknown trace {self.trace!r}; known: {', '.join(TRACES)}")
+        for name in ("shapes", "colours", "relations"):
+            vals = getattr(self, name)
+            if not vals or len(set(vals)) != len(vals): bad(f"{name} must be a non-empty list without repeats")
         if self.unique_colours and self.n_objects > len(self.colours):
             bad(f"n_objects={self.n_objects} needs at least as many colours with unique_colours=True, got {len(self.colours)}")
         if self.n_objects > len(self.colours) * len(self.shapes): bad("more objects than (colour, shape) pairs")
@@ -127,8 +131,6 @@ class SceneConfig:
         if not 1 <= self.coord_grid <= self.image_size: bad(f"coord_grid must be in 1..image_size, got {self.coord_grid}")
         for k in ("text_bias", "vision_bias"):
             if not 0 <= getattr(self, k) <= 1: bad(f"{k} must be in [0, 1], got {getattr(self, k)}")
-        if self.layout not in LAYOUTS: bad(f"unknown layout {self.layout!r}; known: {', '.join(LAYOUTS)}")
-        if self.task not in TASKS: bad(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
         if self.trace == "lrc" and not self.unique_colours: bad("trace='lrc' names objects by colour alone: it needs unique_colours=True")
         if self.task == "presence":
             for k in ("text_bias", "vision_bias"):
@@ -408,8 +410,8 @@ def build_synthetic(out_dir: str | Path | None = None, n: int = 1000, n_test: in
     names = {f.name for f in fields(SceneConfig)}
     unknown = sorted(set(knobs) - names)
     if unknown: raise ValueError(f"build_synthetic: unknown option(s) {', '.join(unknown)}; SceneConfig fields: {', '.join(sorted(names))}")
+    for name, style in (("train_style", train_style), ("shifted_style", shifted_style)): check_choice(name, style, Choice("style", STYLES))
     cfg = SceneConfig(style=train_style, **knobs)
-    if shifted_style not in STYLES: raise ValueError(f"unknown shifted_style {shifted_style!r}; known: {', '.join(STYLES)}")
     if shifted_style == train_style: raise ValueError(f"shifted_style must differ from train_style (both {train_style!r})")
     if n < 1 or n_test < 1: raise ValueError(f"build_synthetic: n and n_test must be >= 1, got n={n}, n_test={n_test}")
     show = (n + 2 * n_test >= 2000) if progress is None else progress
