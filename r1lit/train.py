@@ -9,24 +9,28 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from .core import Preempted, Settings, need_folder, write_json, read_json, read_jsonl
+from .core import Choice, Preempted, SettingError, Settings, need_folder, write_json, read_json, read_jsonl
 from .data import check_dataset_dir, load_dataset_dir, subsample
 from .models import check_model_path, load, lora_targets, vision_tower, box_frame
-from .prompts import row_to_conversation, row_to_sft_example, get_style
+from .prompts import STYLE_CHOICE, row_to_conversation, row_to_sft_example, get_style
 from .records import RESPONSES_FILE
-from .rewards import get_rewards
+from .rewards import check_rewards, get_rewards, REWARD_CHOICE
 from .soft_prompt import SoftPromptedModel
 from .synthetic import patch_labels
+from transformers.trainer_utils import SchedulerType
 from .trainers import StopOnPreempt, R1litSFTTrainer, FastGRPOTrainer, PatchProbe, SampledBatches, WarmupTrainer, PromptTrainer
 
 # %% auto #0
-__all__ = ['TRL_NAMES', 'PRESETS', 'STAGES', 'TrainConfig', 'SFTConfig', 'GRPOConfig', 'preset', 'prepare_dataset', 'use_bf16',
-           'load_for_training', 'trl_config', 'out_of_memory_hint', 'last_checkpoint', 'TrainResult', 'finished',
-           'save_model', 'fit', 'sft_trainer', 'sft', 'generation_kwargs', 'grpo_trainer', 'grpo', 'merge_lora',
-           'WarmupConfig', 'warmup_trainer', 'warmup_vision', 'SoftPromptConfig', 'teacher_targets',
-           'training_examples', 'prompt_collator', 'prompt_trainer', 'prompt_tune', 'stage_config', 'train']
+__all__ = ['SCHEDULER_CHOICE', 'TRL_NAMES', 'PRESETS', 'OBJECTIVES', 'TEACHER_FILTERS', 'STAGES', 'TrainConfig', 'SFTConfig',
+           'GRPOConfig', 'preset', 'prepare_dataset', 'use_bf16', 'load_for_training', 'trl_config',
+           'out_of_memory_hint', 'last_checkpoint', 'TrainResult', 'finished', 'save_model', 'fit', 'sft_trainer',
+           'sft', 'generation_kwargs', 'grpo_trainer', 'grpo', 'merge_lora', 'WarmupConfig', 'warmup_trainer',
+           'warmup_vision', 'SoftPromptConfig', 'teacher_targets', 'training_examples', 'prompt_collator',
+           'prompt_trainer', 'prompt_tune', 'stage_config', 'train']
 
 # %% ../nbs/08_train.ipynb #2f3c689a
+SCHEDULER_CHOICE = Choice("scheduler", [s.value for s in SchedulerType])   # what transformers' lr_scheduler_type takes
+
 @dataclass
 class TrainConfig(Settings):
     "Settings shared by SFT and GRPO. Paths are strings so the object serialises to YAML/JSON unchanged."
@@ -34,7 +38,7 @@ class TrainConfig(Settings):
     data: str = ""                     # dataset directory in the common row schema (save_to_disk)
     out_dir: str = "runs/train"        # checkpoints, TensorBoard logs and the final model
     split: str = "train"
-    prompt_style: str = "reasoning"    # r1lit.prompts style: reasoning | answer_only | yes_no | choice
+    prompt_style: str = "reasoning"    # r1lit.prompts style (PROMPT_STYLES): reasoning, answer_only, yes_no, ...
     n_train: int | None = None         # seeded subsample of the split; None = all rows
     seed: int = 0
     max_steps: int = -1                # > 0 overrides epochs
@@ -62,6 +66,9 @@ class TrainConfig(Settings):
     trl_args: dict = field(default_factory=dict)   # any other field of TRL's SFTConfig / GRPOConfig
 
     @classmethod
+    def choices(cls) -> dict[str, Choice]: return {"prompt_style": STYLE_CHOICE, "lr_scheduler": SCHEDULER_CHOICE}
+
+    @classmethod
     def inert(cls, given: dict) -> list[tuple[str, str]]:
         out = []
         if "lora" in given and not given["lora"]:
@@ -83,6 +90,14 @@ class GRPOConfig(TrainConfig):
     temperature: float = 1.0
     beta: float = 0.04
     fast: bool | None = None           # r1lit.trainers.FastGRPOTrainer; None: on a CUDA device, TRL's GRPOTrainer on CPU
+
+    @classmethod
+    def choices(cls) -> dict[str, Choice]: return {**super().choices(), "rewards": REWARD_CHOICE}
+
+    @classmethod
+    def check_setting(cls, name: str, value: Any) -> Any:
+        "`rewards` names known rewards with numeric weights (`r1lit.rewards.check_rewards`); the others as in `TrainConfig`."
+        return check_rewards(value) if name == "rewards" else super().check_setting(name, value)
 
 TRL_NAMES = {   # r1lit setting -> the TRL / transformers argument it sets
     "out_dir": "output_dir", "max_steps": "max_steps", "epochs": "num_train_epochs", "learning_rate": "learning_rate",
@@ -379,6 +394,9 @@ def warmup_vision(cfg: WarmupConfig | dict) -> str:
     return fit("warmup", cfg, lambda stop: warmup_trainer(cfg, stop), _save_vlm).model_dir
 
 # %% ../nbs/08_train.ipynb #1321bd93
+OBJECTIVES = {"answer": "answer_only", "reasoning": "reasoning"}   # soft-prompt objective -> its default prompt style
+TEACHER_FILTERS = ("correct", "format", "all")                   # which teacher responses `teacher_targets` keeps
+
 @dataclass
 class SoftPromptConfig(Settings):
     "Settings of one soft-prompt run. Every field is a papermill parameter or YAML key of the same name."
@@ -406,13 +424,20 @@ class SoftPromptConfig(Settings):
     logging_steps: int = 5
     resume: bool = False
 
-    def __post_init__(self):
-        if self.objective not in ("answer", "reasoning"):
-            raise ValueError(f"objective must be 'answer' or 'reasoning', not {self.objective!r}")
-        if self.teacher_filter not in ("correct", "format", "all"):
-            raise ValueError(f"teacher_filter must be correct, format or all, not {self.teacher_filter!r}")
+    @classmethod
+    def choices(cls) -> dict[str, Choice]:
+        return {"objective": Choice("objective", OBJECTIVES), "teacher_filter": Choice("teacher filter", TEACHER_FILTERS),
+                "prompt_style": STYLE_CHOICE, "lr_scheduler": SCHEDULER_CHOICE}
+
+    def check(self):
+        super().check()
         if self.teacher_responses and self.objective != "reasoning":
             raise ValueError("teacher_responses are reasoning targets: set objective='reasoning'")
+        want = self.objective == "reasoning"
+        if get_style(self.style).reasoning != want:
+            fits = [n for n, s in STYLE_CHOICE.known.items() if s.reasoning == want]
+            raise SettingError(f"prompt_style: objective {self.objective!r} needs a prompt style {'with' if want else 'without'} "
+                               f"reasoning, not {self.style!r}; known: {', '.join(fits)}")
 
     @classmethod
     def inert(cls, given: dict) -> list[tuple[str, str]]:
@@ -421,7 +446,7 @@ class SoftPromptConfig(Settings):
     @property
     def style(self) -> str:
         "The prompt style used for training and evaluation."
-        return self.prompt_style or {"answer": "answer_only", "reasoning": "reasoning"}[self.objective]
+        return self.prompt_style or OBJECTIVES[self.objective]
 
 # %% ../nbs/08_train.ipynb #9f81a380
 def teacher_targets(path: str | Path, keep: str) -> dict[str, str]:
@@ -443,11 +468,7 @@ def training_examples(cfg: SoftPromptConfig):
     dd = load_dataset_dir(cfg.data)
     if cfg.split not in dd: raise ValueError(f"{cfg.data}: no split {cfg.split!r}; splits: {sorted(dd)}")
     ds = subsample(dd[cfg.split], cfg.n_train, cfg.seed)
-    style = get_style(cfg.style)
-    if cfg.objective == "reasoning" and not style.reasoning:
-        raise ValueError(f"objective 'reasoning' needs a reasoning prompt style, not {style.name!r}")
-    if cfg.objective == "answer" and style.reasoning:
-        raise ValueError(f"objective 'answer' needs an answer-only prompt style, not {style.name!r}")
+    style = get_style(cfg.style)      # one that fits the objective: `SoftPromptConfig.check` saw to it
     if cfg.teacher_responses:
         teach = teacher_targets(cfg.teacher_responses, cfg.teacher_filter)
         ds = ds.filter(lambda r: r["id"] in teach, desc="rows with a teacher response")
