@@ -6,12 +6,14 @@
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
-from .core import Preempted, PREEMPT_EXIT_CODE, checkpoint_on_signal, project_root, read_json, read_yaml_mapping, write_json
-from .experiments import add_run_args, parse_value, read_run, run, run_cli, status_cli
+from typing import Any, Callable
+from .core import (Choice, Preempted, PREEMPT_EXIT_CODE, SettingError, check_choice, checkpoint_on_signal, config_path, project_root,
+                        read_json, read_yaml_mapping, write_json)
+from .experiments import add_run_args, load_params, parse_value, read_run, run, run_cli, status_cli
 
 # %% auto #0
-__all__ = ['DEMO_RUN', 'DEMO_ALIGNMENT', 'DEMO_OUT', 'DEMO_PARAMS', 'parse_params', 'demo_summary', 'format_demo', 'demo_setting',
-           'format_setting', 'build_parser', 'main']
+__all__ = ['DEMO_RUN', 'DEMO_ALIGNMENT', 'DEMO_OUT', 'DEMO_PARAMS', 'parse_params', 'setting_checks', 'check_settings',
+           'demo_summary', 'format_demo', 'demo_setting', 'format_setting', 'build_parser', 'main']
 
 # %% ../nbs/16_cli.ipynb #96e3ff98
 def _out_folder(path) -> Path:
@@ -30,7 +32,9 @@ def _data_synthetic(a):
     _out_folder(a.out_dir)
     from r1lit.synthetic import build_synthetic
     knobs = {k: v for k, v in dict(image_size=a.image_size, trace=a.trace, text_bias=a.text_bias, vision_bias=a.vision_bias,
-                                    n_objects=a.n_objects, coord_grid=a.coord_grid).items() if v is not None}
+                                    n_objects=a.n_objects, coord_grid=a.coord_grid, layout=a.layout, task=a.task,
+                                    relations=a.relations, shapes=a.shapes, colours=a.colours,
+                                    object_size=a.object_size).items() if v is not None}   # checked before any scene is drawn
     dd = build_synthetic(a.out_dir, n=a.n, n_test=a.n_test, seed=a.seed, train_style=a.train_style,
                          shifted_style=a.shifted_style, **knobs)
     print(f"synthetic scenes saved to {a.out_dir}: " + ", ".join(f"{k}={len(v)}" for k, v in dd.items()))
@@ -61,7 +65,9 @@ def _loader_options(p):
 
 def _eval(a):
     from r1lit.evaluate import evaluate_cli
+    from r1lit.prompts import get_style
     _out_folder(a.out)
+    get_style(a.prompt_style)                                    # a misspelt style stops here, before the model loads
     with checkpoint_on_signal(Path(a.out)/"PREEMPT"):            # Ctrl-C / SIGTERM: keep the finished records, stop
         evaluate_cli(model=a.model, data=a.data, split=a.split, out=a.out, batch_size=a.batch_size,
                      max_new_tokens=a.max_new_tokens, limit=a.limit, prompt_style=a.prompt_style)
@@ -126,6 +132,8 @@ def _bench(a):
     return 1 if res["errors"] else 0
 
 def _run(a):
+    if getattr(a, "accelerate_config", None): config_path(a.accelerate_config)        # a name in nbs/accelerate/, or a file
+    check_settings(load_params({k: parse_value(v) for k, v in a.param}, a.param_file))   # before a run folder exists
     return run_cli(a)
 
 def _status(a):
@@ -135,6 +143,36 @@ def _book(a):
     from r1lit.book import book_cli
     if a.out: _out_folder(a.out)
     return book_cli(a)
+
+# %% ../nbs/16_cli.ipynb #3e49054a
+def setting_checks() -> dict[str, Callable[[Any], Any]]:
+    """Each enumerated setting of a training stage, of the synthetic scenes and of the embedded tiny model, by name,
+    with the check of the class that declares it (`Settings.check_setting`), which reads the known values from their registry."""
+    from functools import partial
+    from r1lit.synthetic import SceneConfig
+    from r1lit.tiny import FAMILIES
+    from r1lit.train import STAGES
+    checks = {"family": partial(check_choice, "family", choice=Choice("tiny model family", FAMILIES))}
+    for name in ("train_style", "shifted_style"):      # `build_synthetic`'s styles of the splits
+        checks[name] = partial(check_choice, name, choice=SceneConfig.choices()["style"])
+    for cls in (*(c for c, _ in STAGES.values()), SceneConfig):
+        for name in cls.choices(): checks.setdefault(name, partial(cls.check_setting, name))
+    return checks
+
+def check_settings(params: dict) -> dict:
+    """`params` (an experiment's parameters) if each enumerated setting among them, at any depth, takes a known value;
+    else a `SettingError` that says where it sits: `train.grpo.rewards: unknown reward 'acuracy'; known: ...`."""
+    checks = setting_checks()
+    def walk(v, at: str):
+        if isinstance(v, list):
+            for i, x in enumerate(v): walk(x, f"{at.rstrip('.')}[{i}].")
+        if not isinstance(v, dict): return
+        for k, x in v.items():
+            if k not in checks: walk(x, f"{at}{k}."); continue
+            try: checks[k](x)
+            except SettingError as e: raise SettingError(f"{at}{e}") from None
+    walk(params, "")
+    return params
 
 # %% ../nbs/16_cli.ipynb #d4b7d2e3
 DEMO_RUN = Path("runs")/"vsr"/"demo"
@@ -257,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser("tiny-model", help="build a random-initialised tiny VLM offline, saved as an HF directory")
-    t.add_argument("family", choices=["qwen2_5_vl", "smolvlm", "internvl"], help="model family")
+    from r1lit.tiny import FAMILIES      # the registry (no heavy imports): argparse lists and checks its names
+    t.add_argument("family", choices=sorted(FAMILIES), help="model family")
     t.add_argument("out_dir", type=Path, help="output directory (loadable with from_pretrained)")
     t.add_argument("--seed", type=int, default=0, help="initialisation seed (default: 0)")
     t.add_argument("--size", choices=["test", "demo"], default="test", help="test: ~10^5 parameters; demo: ~10^6 (default: test)")
@@ -272,10 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
     s.add_argument("--image-size", type=int, default=None, help="image side in pixels (default: 64)")
     s.add_argument("--n-objects", type=int, default=None, help="objects per scene, 2-4 (default: 2)")
-    s.add_argument("--trace", choices=["pixel", "grid"], default=None, help="reasoning trace: pixel boxes in sentences, or coarse grid coordinates for tiny models (default: pixel)")
+    # the enumerated options are checked by SceneConfig against r1lit.synthetic's registries, before any scene is drawn
+    s.add_argument("--trace", default=None, help="reasoning trace: pixel (pixel boxes in sentences), grid (coarse grid coordinates, for tiny models) or lrc (colours and grid cells only) (default: pixel)")
+    s.add_argument("--layout", default=None, help="free (objects anywhere) or grid (each object in a cell of its own; with --coord-grid and --object-size) (default: free)")
+    s.add_argument("--relations", nargs="+", default=None, metavar="REL", help="relations the captions state, two-word ones quoted ('left of') (default: all of r1lit.synthetic.RELATIONS)")
+    s.add_argument("--shapes", nargs="+", default=None, metavar="SHAPE", help="object shapes, from r1lit.synthetic.SHAPES (default: square circle triangle)")
+    s.add_argument("--colours", nargs="+", default=None, metavar="COLOUR", help="object colours, among r1lit.synthetic.COLOURS (default: red green blue yellow)")
+    s.add_argument("--object-size", nargs=2, type=float, default=None, metavar=("MIN", "MAX"), help="object side as a fraction of the image side (default: 0.19 0.28)")
+    s.add_argument("--task", default=None, help="relation (a statement relating two objects) or presence ('There is something red.'; trace lrc) (default: relation)")
     s.add_argument("--coord-grid", type=int, default=None, help="cells per side for grid-trace coordinates (default: 8)")
-    s.add_argument("--train-style", choices=["flat", "noisy"], default="flat", help="rendering style of train and test (default: flat)")
-    s.add_argument("--shifted-style", choices=["flat", "noisy"], default="noisy", help="rendering style of test_shifted (default: noisy)")
+    s.add_argument("--train-style", default="flat", help="rendering style of train and test: flat or noisy (default: flat)")
+    s.add_argument("--shifted-style", default="noisy", help="rendering style of test_shifted: flat or noisy (default: noisy)")
     s.add_argument("--text-bias", type=float, default=None, help="train-only correlation of relation with label, 0..1")
     s.add_argument("--vision-bias", type=float, default=None, help="train-only colour cue correlated with label, 0..1")
     s.set_defaults(func=_data_synthetic)
@@ -415,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     except Preempted as e:                    # a run stopped by a signal or the scheduler: resumable, not an error
         hint = {"train": "; add --resume to continue", "eval": "; the same command continues it"}.get(args.command, "")
         print(f"r1lit {args.command}: {e}{hint}", file=sys.stderr); return PREEMPT_EXIT_CODE
-    except ValueError as e:
+    except ValueError as e:                   # bad input, a setting with a value it cannot take (SettingError) included
         print(f"r1lit {args.command}: error: {e}", file=sys.stderr); return 2
     except RuntimeError as e:                 # out of accelerator memory (by name: the CLI starts without torch);
                                               # `r1lit.train` has said which setting to lower

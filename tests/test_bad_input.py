@@ -2,7 +2,11 @@
 of the wrong kind, for each path it reads; and a file where it should write a folder. Each must answer with exit
 status 2 and one line `r1lit COMMAND: error: ...` naming the path, with no traceback, and leave the bad path as it
 was. The other arguments are valid (a tiny model, a synthetic dataset, a responses file), so the error is the bad
-path's own, not a neighbour's."""
+path's own, not a neighbour's.
+
+Every enumerated setting of `r1lit train`, `r1lit run` and `r1lit data` (a reward, a prompt style, a scheduler, a
+relation, ...) meets a misspelt value the same way: exit status 2 and one line naming the setting, the value and the
+values it takes, before any model or data is loaded, any scene drawn or any run folder made."""
 from __future__ import annotations
 
 import json, shutil
@@ -91,16 +95,22 @@ def bad_path(tmp_path, kind: str):
     (tmp_path / "notes.txt").write_text("hello\n"); return tmp_path / "notes.txt"
 
 
-@pytest.mark.parametrize("case,argv,phrases,kind",
-                         [pytest.param(c, a, p, k, id=f"{c} [{k}]") for c, a, p in CASES for k in p])
-def test_bad_path_gives_one_line_error(case, argv, phrases, kind, valid, tmp_path, monkeypatch, capsys):
-    project = tmp_path / "project"                        # `run`, `status` and `book` look here, never at the real runs/
+def scratch_project(tmp_path, monkeypatch):
+    "A project folder with the VSR experiment: `run`, `status` and `book` look here, never at the real runs/."
+    project = tmp_path / "project"
     (project / "nbs" / "experiments").mkdir(parents=True)
     (project / "settings.ini").write_text("[DEFAULT]\nlib_name = r1lit\n")
     from r1lit.core import project_root
     shutil.copy(project_root() / "nbs" / "experiments" / "vsr.ipynb", project / "nbs" / "experiments" / "vsr.ipynb")
     monkeypatch.setenv("R1LIT_ROOT", str(project))
     monkeypatch.chdir(tmp_path)
+    return project
+
+
+@pytest.mark.parametrize("case,argv,phrases,kind",
+                         [pytest.param(c, a, p, k, id=f"{c} [{k}]") for c, a, p in CASES for k in p])
+def test_bad_path_gives_one_line_error(case, argv, phrases, kind, valid, tmp_path, monkeypatch, capsys):
+    project = scratch_project(tmp_path, monkeypatch)
     bad = bad_path(tmp_path, kind)
     before = bad.read_text() if bad.is_file() else None
     args = [a.format(bad=bad, out=tmp_path / "out", **valid) for a in argv]
@@ -126,6 +136,137 @@ def test_every_subcommand_is_swept():
     swept = {" ".join(c.split()[:2]) if c.startswith("data ") else c.split()[0] for c, _, _ in CASES}
     expected = {*(set(sub.choices) - {"data", "demo"}), *(f"data {d}" for d in data.choices)}   # demo takes no path
     assert expected <= swept, f"not swept: {sorted(expected - swept)}"
+
+
+TRAIN = ["-p", "model", "{model}", "-p", "data", "{data}", "-p", "out_dir", "{out}"]
+SYNTHETIC = ["data", "synthetic", "{out}", "--n", "4", "--n-test", "2"]
+
+# (case, argv with {model} {data} {responses} {out} for valid paths and {settings} for a YAML file holding SETTINGS_FILE,
+#  what the one line must say)
+SETTINGS = [
+    ("train sft prompt_style", ["train", "sft", *TRAIN, "-p", "prompt_style", "resoning"],
+     "prompt_style: unknown prompt style 'resoning'; known: reasoning, answer_only"),
+    ("train sft lr_scheduler", ["train", "sft", *TRAIN, "-p", "lr_scheduler", "cosin"],
+     "lr_scheduler: unknown scheduler 'cosin'; known: linear, cosine"),
+    ("train grpo rewards", ["train", "grpo", *TRAIN, "-p", "rewards", "{acuracy: 1.0}"],
+     "rewards: unknown reward 'acuracy'; known: accuracy, format"),
+    ("train grpo rewards weight", ["train", "grpo", *TRAIN, "-p", "rewards", "{accuracy: high}"],
+     "rewards: the weight of reward 'accuracy' must be a number, got 'high'"),
+    ("train grpo rewards -f", ["train", "grpo", "-f", "{settings}", *TRAIN],
+     "rewards: unknown reward 'acuracy'; known: accuracy, format"),
+    ("train grpo rewards --preset", ["train", "grpo", "--preset", "study", *TRAIN, "-p", "rewards", "{acuracy: 1.0}"],
+     "rewards: unknown reward 'acuracy'; known: accuracy, format"),
+    ("train grpo prompt_style", ["train", "grpo", *TRAIN, "-p", "prompt_style", "resoning"],
+     "prompt_style: unknown prompt style 'resoning'; known: reasoning"),
+    ("train grpo lr_scheduler", ["train", "grpo", *TRAIN, "-p", "lr_scheduler", "cosin"], "lr_scheduler: unknown scheduler 'cosin'"),
+    ("train prompt objective", ["train", "prompt", *TRAIN, "-p", "objective", "reason"],
+     "objective: unknown objective 'reason'; known: answer, reasoning"),
+    ("train prompt prompt_style", ["train", "prompt", *TRAIN, "-p", "prompt_style", "resoning"],
+     "prompt_style: unknown prompt style 'resoning'"),
+    ("train prompt prompt_style for the objective", ["train", "prompt", *TRAIN, "-p", "prompt_style", "reasoning"],
+     "prompt_style: objective 'answer' needs a prompt style without reasoning, not 'reasoning'; known: answer_only"),
+    ("train prompt teacher_filter", ["train", "prompt", *TRAIN, "-p", "objective", "reasoning", "-p", "teacher_responses",
+                                     "{responses}", "-p", "teacher_filter", "good"],
+     "teacher_filter: unknown teacher filter 'good'; known: correct, format, all"),
+    ("train prompt lr_scheduler", ["train", "prompt", *TRAIN, "-p", "lr_scheduler", "cosin"], "lr_scheduler: unknown scheduler 'cosin'"),
+    ("data synthetic --relations", [*SYNTHETIC, "--relations", "left of", "behind"],
+     "relations: unknown relation 'behind'; known: left of, right of"),
+    ("data synthetic --shapes", [*SYNTHETIC, "--shapes", "square", "hexagon"], "shapes: unknown shape 'hexagon'; known: square"),
+    ("data synthetic --colours", [*SYNTHETIC, "--colours", "red", "teal"], "colours: unknown colour 'teal'; known: red"),
+    ("data synthetic --layout", [*SYNTHETIC, "--layout", "spiral"], "layout: unknown layout 'spiral'; known: free, grid"),
+    ("data synthetic --trace", [*SYNTHETIC, "--trace", "boxes"], "trace: unknown trace 'boxes'; known: pixel, grid, lrc"),
+    ("data synthetic --task", [*SYNTHETIC, "--task", "count"], "task: unknown task 'count'; known: relation, presence"),
+    ("data synthetic --train-style", [*SYNTHETIC, "--train-style", "sketch"], "train_style: unknown style 'sketch'; known: flat, noisy"),
+    ("data synthetic --shifted-style", [*SYNTHETIC, "--shifted-style", "inked"], "shifted_style: unknown style 'inked'; known: flat"),
+    ("run prompt_style", ["run", "vsr", "-p", "prompt_style", "resoning"], "prompt_style: unknown prompt style 'resoning'; known: reasoning"),
+    ("run train.grpo.rewards", ["run", "vsr", "-p", "train", "{grpo: {rewards: {acuracy: 1.0}}}"],
+     "train.grpo.rewards: unknown reward 'acuracy'; known: accuracy, format"),
+    ("run train.sft.prompt_style", ["run", "vsr", "-p", "train", "{sft: {prompt_style: resoning}}"],
+     "train.sft.prompt_style: unknown prompt style 'resoning'"),
+    ("run train.sft.lr_scheduler", ["run", "vsr", "-p", "train", "{sft: {lr_scheduler: cosin}}"],
+     "train.sft.lr_scheduler: unknown scheduler 'cosin'"),
+    ("run -f train.grpo.rewards", ["run", "vsr", "-f", "{settings}"], "train.grpo.rewards: unknown reward 'acuracy'"),
+    ("run data_options.relations", ["run", "vsr", "-p", "data_options", "{relations: [left of, behind]}"],
+     "data_options.relations: unknown relation 'behind'; known: left of"),
+    ("run data_options.trace", ["run", "vsr", "-p", "data_options", "{trace: boxes}"], "data_options.trace: unknown trace 'boxes'"),
+    ("run data_options.layout", ["run", "vsr", "-p", "data_options", "{layout: spiral}"], "data_options.layout: unknown layout 'spiral'"),
+    ("run data_options.shapes", ["run", "vsr", "-p", "data_options", "{shapes: [hexagon]}"], "data_options.shapes: unknown shape 'hexagon'"),
+    ("run data_options.colours", ["run", "vsr", "-p", "data_options", "{colours: [teal]}"], "data_options.colours: unknown colour 'teal'"),
+    ("run data_options.task", ["run", "vsr", "-p", "data_options", "{task: count}"], "data_options.task: unknown task 'count'"),
+    ("run data_options.train_style", ["run", "vsr", "-p", "data_options", "{train_style: sketch}"],
+     "data_options.train_style: unknown style 'sketch'"),
+    ("run model_options.family", ["run", "vsr", "-p", "model_options", "{family: gpt2}"],
+     "model_options.family: unknown tiny model family 'gpt2'; known: "),
+    ("run model_options.instruct.lr_scheduler", ["run", "vsr", "-p", "model_options", "{instruct: {lr_scheduler: cosin}}"],
+     "model_options.instruct.lr_scheduler: unknown scheduler 'cosin'"),
+    ("run --accelerate-config", ["run", "vsr", "--slurm", "--accelerate-config", "bogus"], "no accelerate config 'bogus'"),
+]
+SETTINGS_FILE = {"train": "rewards: {acuracy: 1.0}\n", "run": "train: {grpo: {rewards: {acuracy: 1.0}}}\n"}
+
+
+@pytest.mark.parametrize("case,argv,phrase", [pytest.param(c, a, p, id=c) for c, a, p in SETTINGS])
+def test_bad_setting_gives_one_line_error(case, argv, phrase, valid, tmp_path, monkeypatch, capsys):
+    project = scratch_project(tmp_path, monkeypatch)
+    import r1lit.experiments, r1lit.synthetic, r1lit.train
+    def started(what):
+        def fail(*a, **k): raise AssertionError(f"{what} started before the bad setting was refused")
+        return fail
+    monkeypatch.setattr(r1lit.train, "train", started("training"))          # the error must come before any work
+    monkeypatch.setattr(r1lit.synthetic, "make_scene", started("drawing scenes"))
+    monkeypatch.setattr(r1lit.experiments, "run", started("the experiment"))
+    (tmp_path / "settings.yaml").write_text(SETTINGS_FILE.get(argv[0], ""))
+    fill = {f"{{{k}}}": str(v) for k, v in dict(valid, out=tmp_path / "out", settings=tmp_path / "settings.yaml").items()}
+    args = [fill.get(a, a) for a in argv]                 # whole placeholders only: YAML values have braces of their own
+    rc = main(args)
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("r1lit")]
+    assert rc == 2, f"exit status {rc}; stderr:\n{err}"
+    assert "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith(f"r1lit {args[0]}: error: "), err
+    assert phrase in lines[0], f"expected {phrase!r} in: {lines[0]}"
+    assert not (tmp_path / "out").exists(), "a refused command wrote its output folder"
+    assert not (project / "runs").exists(), "a refused run made a run folder"
+
+
+def test_bad_choice_of_a_data_flag_is_argparse_usage_error(tmp_path, capsys):
+    "A flag whose values argparse knows (`--split-by`) answers as argparse does: usage, one error line, exit status 2."
+    with pytest.raises(SystemExit) as e:
+        main(["data", "spatialsense", str(tmp_path), str(tmp_path / "out"), "--split-by", "random"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    lines = [l for l in err.splitlines() if l.startswith("r1lit")]
+    assert len(lines) == 1 and "argument --split-by: invalid choice: 'random'" in lines[0] and "'predicate'" in lines[0], err
+
+
+def test_experiment_defaults_pass_the_settings_check():
+    "`r1lit run` checks enumerated settings by name at any depth: every experiment's own parameters and settings files pass."
+    import ast
+    from r1lit.cli import check_settings
+    from r1lit.core import project_root, read_yaml_mapping
+    from r1lit.experiments import notebook_params
+    def value(src: str):
+        try: return ast.literal_eval(src)
+        except (ValueError, SyntaxError): return None     # an expression: the notebook computes it
+    d = project_root() / "nbs" / "experiments"
+    for f in sorted(d.glob("*.ipynb")): check_settings({k: value(v) for k, v in notebook_params(f).items()})
+    for f in sorted(d.glob("*.yaml")): check_settings(read_yaml_mapping(f))
+
+
+def test_design_with_a_misspelt_reward_fails_before_its_first_stage(tmp_path):
+    "A chapter's design with a misspelt reward in one stage is refused when its arms are read, before any stage runs."
+    from r1lit import pipeline
+    design = {"stages": {"sft": {"max_steps": 2}, "grpo": {"rewards": {"acuracy": 1.0}}}}
+    with pytest.raises(ValueError) as e: pipeline.arm_spec(design, "main")
+    assert "'acuracy'" in str(e.value), e.value
+    assert str(e.value) == ("arm 'main', stage 'grpo': rewards: unknown reward 'acuracy'; known: accuracy, format, iou, "
+                            "choice, cells"), e.value
+    shared = {"train": {"grpo": {"rewards": {"acuracy": 1.0}}}, "stages": {"sft": {}, "grpo": {}}}   # every grpo stage's
+    with pytest.raises(ValueError, match="stage 'grpo': rewards: unknown reward 'acuracy'"): pipeline.arm_spec(shared, "main")
+    # the whole design: a bad second arm stops it before the first arm's first stage (no run folder, no stage)
+    arms = {"arms": {"good": {"stages": {"sft": {}}}, "bad": {"stages": {"grpo": {"rewards": {"acuracy": 1.0}}}}}}
+    with pytest.raises(ValueError, match="arm 'bad', stage 'grpo': rewards: unknown reward 'acuracy'"):
+        pipeline.run_design(tmp_path / "run", arms, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
 def test_experiment_settings_files_name_real_parameters():
