@@ -95,14 +95,18 @@ def evaluate(model_or_path, data, split: str = "test", out_dir: str | Path | Non
              prompt_style: str = "reasoning", batch_size: int = 16, max_new_tokens: int = 64,
              limit: int | None = None, progress: bool = True, generate_fn: Callable | None = None,
              after_batch: Callable[[int], None] | None = None, prefix: Callable[[dict], str] | None = None,
-             prefix_name: str | None = None) -> dict:
+             prefix_name: str | None = None, dtype: str | None = None) -> dict:
     """Evaluate a model on `split` of `data`; write `out_dir/responses.jsonl` and `out_dir/scores.json`; return the scores.
 
     `model_or_path` is a hub id, a local folder, or a loaded `(model, processor, adapter)`. `generate_fn(conversations,
     images) -> list[str]` replaces generation (default: `r1lit.models.generate`, greedy); `after_batch(k)` is called
     after the k-th batch is saved. Both exist for tests and instrumentation. `prefix(row)` forces the start of each
     answer (an intervention: the model continues from it, and the record's response is the prefix and the
-    continuation); `prefix_name` names it in `run.json`."""
+    continuation); `prefix_name` names it in `run.json`. `dtype` ("float32", "bfloat16") loads a model given by path in
+    that precision (default: bf16 on a GPU, fp32 on CPU); a tiny model evaluated on a GPU in fp32 answers as on a CPU."""
+    import torch
+    if dtype is not None and not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        raise ValueError(f"evaluate: dtype {dtype!r} is not a torch dtype; use float32, bfloat16 or float16")
     from tqdm.auto import tqdm
     if out_dir is None: raise ValueError("evaluate: out_dir is required (responses.jsonl and scores.json go there)")
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,7 @@ def evaluate(model_or_path, data, split: str = "test", out_dir: str | Path | Non
     todo = [i for i, x in enumerate(ids) if x not in done_ids]
 
     if todo:
-        model, processor, adapter = (models.load(model_or_path) if isinstance(model_or_path, (str, Path))
+        model, processor, adapter = (models.load(model_or_path, dtype=getattr(torch, dtype) if dtype else None) if isinstance(model_or_path, (str, Path))
                                      else tuple(model_or_path) + (None,) * (3 - len(model_or_path)))
         if generate_fn is None:
             generate_fn = partial(models.generate, model, processor, max_new_tokens=max_new_tokens, batch_size=batch_size)

@@ -21,12 +21,13 @@ from .stats import (wilson, pooled_paired_test, paired_continuous, detectable_ef
 if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importing the pipeline would load torch and TRL
 
 # %% auto #0
-__all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'REPORTED_LABEL', 'accuracy_table',
-           'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table', 'seed_result',
-           'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts', 'metrics',
+__all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'ITEM_METRICS', 'REPORTED_LABEL',
+           'accuracy_table', 'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table',
+           'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts', 'metrics',
            'save_and_glue', 'item_table', 'save_items', 'registration_path', 'registration', 'hypotheses_of',
            'registration_record', 'preregistered', 'use_registration', 'failures', 'plot_seeds', 'plot_tests',
-           'plot_training', 'log_mean', 'plot_checkpoints', 'plot_categories', 'reported_tables', 'reported']
+           'plot_training', 'log_mean', 'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items',
+           'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
 EXACT_KEYS = ("parsed", "reasoning_true", "answer_follows", "misaligned", "facts_true")
@@ -601,6 +602,57 @@ def plot_categories(results: "Results", split: str, models: dict, title: str = "
     ax.set_ylabel("share of items"); ax.set_ylim(0, 1); ax.legend(fontsize=7); ax.set_title(title, fontsize=10)
     plt.tight_layout()
     return ax
+
+# %% ../nbs/13_report.ipynb #800801a6
+ITEM_METRICS = {"accuracy": "accuracy", "parsed": "answers parsed", "correct_if_parsed": "accuracy among parsed answers"}
+
+def _per_seed(items, metric: str):
+    "`metric` per arm, model, split and seed from an `item_table`."
+    if metric not in ITEM_METRICS: raise ValueError(f"unknown item metric {metric!r}; known: {', '.join(ITEM_METRICS)}")
+    g = items.groupby(["arm", "model", "split", "seed"], sort=False)
+    if metric == "accuracy": return g["correct"].mean()
+    if metric == "parsed": return g["parsed"].mean()
+    return g.apply(lambda t: t.loc[t.parsed, "correct"].mean() if t.parsed.any() else float("nan"), include_groups=False)
+
+def seed_table(items, split: str, models: dict | None = None):
+    "One row per seed: accuracy, parse rate and accuracy among parsed answers of each model on `split` (`{label: (arm, model)}`)."
+    import pandas as pd
+    cols = {}
+    models = models or {f"{a}/{m}": (a, m) for a, m in dict.fromkeys(zip(items.arm, items.model))}
+    for label, (arm, model) in models.items():
+        for metric, name in ITEM_METRICS.items():
+            v = _per_seed(items[(items.arm == arm) & (items.model == model) & (items.split == split)], metric)
+            if len(v): cols[(label, name)] = v.droplevel([0, 1, 2])
+    t = pd.DataFrame(cols)
+    t.index.name = "seed"
+    return t
+
+def plot_items(items, metric: str = "accuracy", splits: Sequence[str] | None = None, title: str = "",
+               models: dict | None = None, chance: float | None = None, axes=None):
+    "`metric` (`ITEM_METRICS`) of each model: one dot per seed, the mean over seeds with its 95 % t interval; a panel per split."
+    import matplotlib.pyplot as plt
+    v = _per_seed(items, metric)
+    splits = list(splits or dict.fromkeys(items.split))
+    models = models or {f"{a}\n{m}": (a, m) for a, m in dict.fromkeys(zip(items.arm, items.model))}
+    if axes is None: _, axes = plt.subplots(1, len(splits), figsize=(max(3.5, 1.0 * len(models) + 1.2) * len(splits), 3.4), squeeze=False)
+    axes = list(axes.flat) if hasattr(axes, "flat") else list(axes) if isinstance(axes, (list, tuple)) else [axes]
+    for ax, split in zip(axes, splits):
+        first = True
+        for i, (label, (arm, model)) in enumerate(models.items()):
+            if (arm, model, split) not in v.index.droplevel(3): continue
+            x = v.loc[(arm, model, split)].dropna()
+            ax.scatter([i] * len(x), x, s=14, color="grey", alpha=0.7, zorder=2, label="one seed" if first else None)
+            s = seed_level(list(x - 0.0), list(x.index))
+            if s["ci95"]:
+                ax.errorbar([i + 0.2], [s["effect"]], yerr=[[s["effect"] - s["ci95"][0]], [s["ci95"][1] - s["effect"]]], fmt="o",
+                            color="C0", capsize=3, zorder=3, label="mean over seeds (95 % CI)" if first else None)
+            first = False
+        if chance is not None: ax.axhline(chance, ls="--", c="grey", lw=1)
+        ax.set_xticks(range(len(models)), list(models), fontsize=8); ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(ITEM_METRICS[metric]); ax.set_title(f"{title} ({split})" if title else split, fontsize=10)
+        if not first: ax.legend(fontsize=7, loc="lower right")
+    plt.tight_layout()
+    return axes
 
 # %% ../nbs/13_report.ipynb #dd2f2e1e
 REPORTED_LABEL = "reported by the original study"

@@ -198,7 +198,8 @@ def project(tmp_path, monkeypatch):
     (dst / "nbs" / "experiments").mkdir(parents=True)
     for nb in (ROOT / "nbs").glob("*.ipynb"):          # the module notebooks: the book's Methods part
         shutil.copy(nb, dst / "nbs" / nb.name)
-    for nb in [*(ROOT / "nbs" / "experiments").glob("*.ipynb"), *FIXTURES.glob("*.ipynb")]:
+    for nb in [*(ROOT / "nbs" / "experiments").glob("*.ipynb"), *FIXTURES.glob("*.ipynb"),
+               *(ROOT / "nbs" / "experiments").glob("*.registration.yml")]:       # a chapter's registration sits beside it
         shutil.copy(nb, dst / "nbs" / "experiments" / nb.name)
     monkeypatch.setenv("R1LIT_ROOT", str(dst))
     return dst

@@ -71,6 +71,9 @@ def test_chapter_runs(project, cache, monkeypatch, name):
             assert t["reason"] and t["p"] is None and t["effect"] is None; continue
         assert 0 <= t["p"] <= 1 and t["ci95"][0] <= t["effect"] <= t["ci95"][1] + 1e-9 and t["n"] > 0
         assert [s["seed"] for s in t["per_seed"]] == [0, 1] or t["metric"] != "correct"
+    for t in metrics["tests"].values():     # the seed-level analysis the verdicts read, beside every pooled test
+        assert {"effect", "ci95", "p", "k", "method"} <= set(t["seed_level"])
+        assert t["seed_level"]["k"] == len(t["seed_level"]["per_seed"]) <= 2
     nb = json.loads((d / "notebook.ipynb").read_text())
     g = glued(nb)
     flat = flatten(metrics)
@@ -81,7 +84,7 @@ def test_chapter_runs(project, cache, monkeypatch, name):
     # the Discussion reads every registered hypothesis against a test this run made
     disc = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] if c["cell_type"] == "code"
                    and "report.verdicts" in "".join(c["source"]) for o in c.get("outputs", []))
-    assert disc.startswith("- **") and " against " in disc and "did not make" not in disc, disc
+    assert (disc.startswith("- **") or "\n- **" in disc) and " against " in disc and "did not make" not in disc, disc
     bad = {k: v for k, v in flat.items() if FRACTION.search(k) and isinstance(v, float) and not 0 <= v <= 1}
     assert not bad, f"not fractions: {bad}"
     assert "reported by the original study" in (d / "notebook.ipynb").read_text()
