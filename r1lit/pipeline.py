@@ -25,8 +25,9 @@ from .train import STAGES, WarmupConfig, finished, warmup_vision
 
 # %% auto #0
 __all__ = ['CACHE_ENV', 'CACHE_VERSION', 'SCENE_KEYS', 'PREFIXES', 'DESIGN_KEYS', 'MERGED', 'DEFAULTS', 'cache_root', 'spec_key',
-           'Stages', 'data_stage', 'model_stage', 'arm_slug', 'arm_spec', 'intervention', 'Evaluation', 'ArmResult',
-           'Results', 'train_ids', 'train_step', 'resolve', 'evaluate_step', 'run_arm', 'design_of', 'run_design']
+           'stage_machine', 'Stages', 'data_stage', 'model_stage', 'arm_slug', 'arm_spec', 'intervention', 'Evaluation',
+           'ArmResult', 'Results', 'train_ids', 'train_step', 'resolve', 'evaluate_step', 'run_arm', 'design_of',
+           'run_design']
 
 # %% ../nbs/12_pipeline.ipynb #9a1e0007
 CACHE_ENV = "R1LIT_CACHE"
@@ -48,6 +49,13 @@ def _locked(path: Path):
         fcntl.flock(f, fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+def stage_machine() -> str:
+    "Where a stage is computed: the GPU's name when torch sees one, else the CPU count (as a run's provenance says it)."
+    import sys
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available(): return torch.cuda.get_device_name(0)
+    return f"{os.cpu_count()} CPU cores, no GPU"
 
 class Stages:
     "Run named stages once each, recording their wall time in `run_dir/stages.json`; cached stages in the cache."
@@ -91,15 +99,16 @@ class Stages:
                 rec = read_json(d/"done.json")
                 if name not in self.state or not self.state[name].get("done"):
                     self._record(name, 0.0, done=True, result=rec["result"], entry=rel, reused=True,
-                                 computed_seconds=rec["seconds"])
+                                 computed_seconds=rec["seconds"], machine=rec.get("machine"))
                 return rec["result"]
             d.mkdir(parents=True, exist_ok=True)
             write_json(d/"spec.json", spec)
             t0 = time.time()
             try: result = fn(d)
-            finally: self._record(name, time.time() - t0, entry=rel, reused=False)
+            finally: self._record(name, time.time() - t0, entry=rel, reused=False, machine=stage_machine())
             seconds = self.state[name]["seconds"]
-            write_json(d/"done.json", {"result": result, "seconds": round(seconds, 2), "spec": spec})
+            write_json(d/"done.json", {"result": result, "seconds": round(seconds, 2), "spec": spec,
+                                       "machine": self.state[name]["machine"]})
             self._record(name, 0.0, done=True, result=result)
             return result
 
@@ -109,10 +118,15 @@ class Stages:
         return {k: round(v["seconds"], 2) for k, v in self.state.items()}
 
     def cost(self) -> dict:
-        "Seconds spent in this run folder (`run`), and what the reused entries cost when they were computed (`reused`)."
+        """Seconds spent in this run folder (`run`), what the reused entries cost when they were computed (`reused`), and
+        those seconds by the machine that computed them (`machines`; "unrecorded" for entries older than the record)."""
         run = sum(v["seconds"] for v in self.state.values())
         reused = sum(v.get("computed_seconds", 0.0) for v in self.state.values() if v.get("reused"))
-        return {"run": round(run, 1), "reused": round(reused, 1)}
+        machines = {}
+        for v in self.state.values():
+            m = v.get("machine") or "unrecorded"
+            machines[m] = round(machines.get(m, 0.0) + v.get("computed_seconds", 0.0) + (0.0 if v.get("reused") else v["seconds"]), 1)
+        return {"run": round(run, 1), "reused": round(reused, 1), "machines": machines}
 
 # %% ../nbs/12_pipeline.ipynb #9a1e000a
 SCENE_KEYS = ("image_size", "n_objects", "shapes", "colours", "object_size", "unique_colours", "trace", "coord_grid", "layout")
