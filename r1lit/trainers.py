@@ -17,7 +17,8 @@ from .core import preempt_requested
 
 # %% auto #0
 __all__ = ['log', 'PROMPT_FILE', 'StopOnPreempt', 'R1litSFTTrainer', 'hf_model', 'vision_kwargs', 'encode_images',
-           'select_images', 'distinct_rows', 'chunked_token_logps', 'plain_token_logps', 'as_tensors', 'image_tiles',
+           'select_images', 'distinct_rows', 'chunked_token_logps', 'plain_token_logps', 'ReusedRows',
+           'OneReadPerGeneration', 'rng_state', 'set_rng_state', 'HalveOnOutOfMemory', 'as_tensors', 'image_tiles',
            'pixel_blocks', 'take_prompts', 'repeat_images', 'OncePerImage', 'once_per_image', 'FastGRPOTrainer',
            'PatchProbe', 'SampledBatches', 'WarmupTrainer', 'PromptTrainer']
 
@@ -119,6 +120,110 @@ def chunked_token_logps(logits, tokens, chunk: int = 4096):
 def plain_token_logps(logits, tokens):
     "The reference: a full float32 log-softmax, then the token's entry."
     return logits.float().log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
+
+# %% ../nbs/07b_trainers.ipynb #c85aec2b
+import copy
+
+class ReusedRows(torch.utils.data.Dataset):
+    """A map-style dataset whose read of the same indices as the read before returns the rows of that read again;
+    `rows_read` counts the rows it read from `ds`."""
+    def __init__(self, ds):
+        self.ds, self.rows_read, self._index, self._rows = ds, 0, None, None
+
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i): return self.ds[i]
+
+    def __getitems__(self, index) -> list:
+        index = list(index)
+        if index != self._index:
+            read = getattr(self.ds, "__getitems__", None)
+            self._rows = read(index) if read else [self.ds[i] for i in index]
+            self._index, self.rows_read = index, self.rows_read + len(index)
+        return [copy.copy(r) for r in self._rows]    # new row dicts: a consumer's edit of one batch stays in it
+
+# %% ../nbs/07b_trainers.ipynb #aeb5f6ca
+class OneReadPerGeneration:
+    "GRPO trainer mixin: each generation batch is read from the dataset once per generation, not once per micro-step."
+    reuse_rows = True
+
+    def get_train_dataloader(self):
+        # Override: TRL's dataloader reads the whole generation batch at every micro-step (RepeatSampler repeats it
+        # steps_per_generation times; one generation serves them all), and transformers 5 fetches a whole optimizer
+        # step of micro-steps up front: without this, grad_accum reads and PNG decodes of the same rows per step.
+        ds = self.train_dataset
+        if not self.reuse_rows or isinstance(ds, torch.utils.data.IterableDataset): return super().get_train_dataloader()
+        import datasets
+        self.train_dataset = ReusedRows(self._remove_unused_columns(ds, description="Training")
+                                        if isinstance(ds, datasets.Dataset) else ds)
+        try: return super().get_train_dataloader()
+        finally: self.train_dataset = ds
+
+# %% ../nbs/07b_trainers.ipynb #9ed34227
+def rng_state() -> tuple:
+    "The states of Python's, NumPy's and torch's random generators (CPU and CUDA)."
+    import random, numpy as np
+    return (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+def set_rng_state(s: tuple):
+    "Restore what `rng_state` returned."
+    import random, numpy as np
+    random.setstate(s[0]); np.random.set_state(s[1]); torch.set_rng_state(s[2])
+    if s[3] is not None: torch.cuda.set_rng_state_all(s[3])
+
+class HalveOnOutOfMemory:
+    """GRPO trainer mixin: out of accelerator memory with one process, train again at half the micro-batch and twice
+    the gradient accumulation (the same rollouts per step), from the start or from the last finished step."""
+    def train(self, resume_from_checkpoint=None, trial=None, **kw):
+        # Override: see the text above; `Trainer.train` is called again, as transformers' own auto_find_batch_size does.
+        import time
+        from transformers.trainer_utils import get_last_checkpoint
+        start = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
+        since, rng = time.time(), rng_state()
+        while True:
+            try: return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kw)
+            except torch.OutOfMemoryError as e:
+                mb = self.args.per_device_train_batch_size
+                if mb < 2 or mb % 2 or self.accelerator.num_processes > 1: raise
+                why = ". ".join(str(e).split(". ")[:2])
+            # outside the except block: the error, and the activations its traceback holds, are gone
+            resume_from_checkpoint = self._halve_micro_batch(why, since, start, rng)
+
+    def _halve_micro_batch(self, why: str, since: float, start, rng) -> str | None:
+        "Free the failed attempt's memory, halve the micro-batch, double the accumulation; the checkpoint to go on from."
+        import gc
+        from transformers import TrainerControl
+        a, step = self.args, self.state.global_step
+        mb, ga = a.per_device_train_batch_size, a.gradient_accumulation_steps
+        self._buffered_inputs = None
+        self.model.zero_grad(set_to_none=True)
+        gc.collect()
+        if torch.cuda.is_available(): torch.cuda.empty_cache()
+        ckpt = None
+        if step > 0:            # optimizer steps were taken: go on from this step's checkpoint, written now if need be
+            ckpt = Path(a.output_dir)/f"checkpoint-{step}"
+            ours = ckpt.is_dir() and ((start is not None and ckpt.resolve() == Path(start).resolve())
+                                      or ckpt.stat().st_mtime >= since)
+            if not ours: self._save_checkpoint(self.model, trial=None)
+            ckpt = str(ckpt)
+        a.per_device_train_batch_size, a.gradient_accumulation_steps = mb // 2, ga * 2
+        a.steps_per_generation *= 2                     # the generation batch stays micro-batch x steps_per_generation
+        self._train_batch_size = a.train_batch_size
+        self._step, self._current_train_step_time, self._total_train_tokens = 0, 0.0, 0
+        for m in self._metrics.values(): m.clear()
+        self.optimizer = self.lr_scheduler = None
+        self.model_wrapped, self.control = self.model, TrainerControl()
+        self.accelerator.free_memory()
+        if ckpt is None: set_rng_state(rng)
+        print(f"[r1lit] out of accelerator memory at micro-batch {mb} x grad_accum {ga} ({why}): training again at "
+              f"micro-batch {mb // 2} x grad_accum {ga * 2}, the same {mb * ga * self.accelerator.num_processes} rollouts "
+              f"per optimizer step, " + (f"from {ckpt}" if ckpt else "from the start"), flush=True)
+        return ckpt
+
+    def log(self, logs: dict, start_time=None):
+        # Override: each training log records the micro-batch it ran at (lower after running out of memory).
+        if "loss" in logs: logs["micro_batch"] = self.args.per_device_train_batch_size
+        return super().log(logs, start_time)
 
 # %% ../nbs/07b_trainers.ipynb #7b0c0013
 import copy, logging
@@ -243,8 +348,9 @@ def _block_key(b) -> tuple:
     f = b.reshape(-1)
     return (tuple(b.shape), float(f.float().sum()), float(f[:: max(1, f.numel() // 97)].float().sum()))
 
-class FastGRPOTrainer(GRPOTrainer):
-    "TRL's `GRPOTrainer` with shared-prefix rollouts and image features computed once per distinct image."
+class FastGRPOTrainer(OneReadPerGeneration, HalveOnOutOfMemory, GRPOTrainer):
+    """TRL's `GRPOTrainer` with shared-prefix rollouts, image features computed once per distinct image, one read of
+    each generation batch, and a halved micro-batch on running out of memory."""
     def __init__(self, *args, cuda_graphs: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._decoder, self._cuda_graphs, self._said = None, cuda_graphs, set()
