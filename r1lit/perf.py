@@ -171,7 +171,7 @@ def bench_setup(family: str, root, n_rows: int, image_size: int = 560, max_new_t
     return {"model": str(root/"model"), "data": str(root/"data")}
 
 # %% ../nbs/15_perf.ipynb #b3c0a004
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 def _sync() -> float:
     import torch
@@ -180,8 +180,10 @@ def _sync() -> float:
 
 @contextmanager
 def timed_hooks(clock: dict):
-    """Time every GRPO trainer's generation, no-grad scoring and batch building into `clock` (`generation`, `logps`,
-    `batch`, `trainer`), and inside r1lit's generation its vision tower, prefill and decoder (`gen_*`)."""
+    """Time into `clock` what a GRPO trainer's optimizer step runs: its data fetch, micro-steps and logging (`data`,
+    `train`, `log`), inside them generation, no-grad scoring and batch building (`generation`, `logps`, `batch`,
+    `trainer`), and inside r1lit's generation its vision tower, prefill and decoder (`gen_*`). `clock[part + "_end"]`
+    is when a part's last call ended."""
     import torch
     from trl import GRPOTrainer
     from r1lit import trainers
@@ -196,11 +198,14 @@ def timed_hooks(clock: dict):
             depth[part] = 1; t = _sync()
             try: return f(*a, **k)
             finally:
-                clock[part] = clock.get(part, 0.0) + _sync() - t; depth[part] = 0
+                end = _sync()
+                clock[part] = clock.get(part, 0.0) + end - t; clock[f"{part}_end"] = end; depth[part] = 0
                 if inside is None: clock["trainer"] = type(a[0]).__name__
                 dec = getattr(a[0], "_decoder", None)
                 if part == "generation" and dec is not None: clock["graph_error"] = dec.graph_error
         saved.append((owner, name, f)); setattr(owner, name, timed)
+    wrap(Trainer, "get_batch_samples", "data"); wrap(Trainer, "_maybe_log_save_evaluate", "log")
+    wrap(GRPOTrainer, "training_step", "train")
     for cls in (GRPOTrainer, FastGRPOTrainer):
         wrap(cls, "_generate_single_turn", "generation"); wrap(cls, "_get_per_token_logps_and_entropies", "logps")
         wrap(cls, "_generate_and_score_completions", "batch")
@@ -209,38 +214,55 @@ def timed_hooks(clock: dict):
     wrap(SharedPrefixDecoder, "__call__", "gen_decoder", inside="generation")
     try: yield clock
     finally:
-        for cls, name, f in saved: setattr(cls, name, f)
+        for cls, name, f in reversed(saved): setattr(cls, name, f)
 
 class BenchDone(Exception):
     "Raised by `StepClock` after the last timed step: the arm stops before its final save."
 
+_TIMED = ("data", "train", "log", "generation", "logps", "batch", "gen_vision", "gen_prefill", "gen_decoder")
+
 class StepClock(TrainerCallback):
-    "Seconds, parts and peak memory of each optimizer step; stops the run after `total` steps."
+    """Each optimizer step by the wall clock, from the end of the step before (the first: from the start of training),
+    with its parts, peak memory and micro-batch; stops the run after `total` steps."""
     def __init__(self, clock: dict, total: int):
         self.clock, self.total, self.steps = clock, total, []
-    def on_step_begin(self, args, state, control, **kw):
+
+    def _start(self, t: float):
         import torch
         if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
-        self.clock.update(generation=0.0, logps=0.0, batch=0.0, gen_vision=0.0, gen_prefill=0.0, gen_decoder=0.0); self.t0 = _sync()
+        self.clock.update({k: 0.0 for k in _TIMED}); self.t0 = self.t_begin = t
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.steps = []                  # training again (out of memory, at a smaller micro-batch) counts from here
+        self._start(_sync())
+
+    def on_step_begin(self, args, state, control, **kw): self.t_begin = _sync()
+
     def on_step_end(self, args, state, control, **kw):
         import torch
-        t = _sync() - self.t0
+        t = _sync()
+        c, wall = self.clock, t - self.t0
+        p = dict(data=c["data"], generation=c["generation"], logps=c["logps"],
+                 batch=c["batch"] - c["generation"] - c["logps"], train=c["train"] - c["batch"],
+                 optimizer=t - c.get("train_end", t), log=c["log"])
+        p["other"] = wall - sum(p.values())
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
-        c = self.clock
-        self.steps.append(dict(step=t, generation=c["generation"], logps=c["logps"],
-                               update=t - c["generation"] - c["logps"], peak_gib=peak))
+        s = dict(step=wall, window=t - self.t_begin, parts=p, data=p["data"], generation=p["generation"], logps=p["logps"],
+                 update=wall - p["data"] - p["generation"] - p["logps"], peak_gib=peak,
+                 update_parts={k: p[k] for k in ("batch", "train", "optimizer", "log", "other")},
+                 micro_batch=args.per_device_train_batch_size, grad_accum=args.gradient_accumulation_steps)
         parts = ""
         if c["gen_decoder"]:                                 # r1lit's rollouts ran: split its generation
-            g = self.steps[-1]["generation_parts"] = dict(
+            g = s["generation_parts"] = dict(
                 vision=c["gen_vision"], prefill=c["gen_prefill"], decode=c["gen_decoder"] - c["gen_prefill"],
                 other=c["generation"] - c["gen_vision"] - c["gen_decoder"])
             parts = " [" + ", ".join(f"{k} {v:.2f}" for k, v in g.items()) + "]"
-        rest = ""
-        if c["batch"]:                                       # the rest of the step: batch building and training
-            u = self.steps[-1]["update_parts"] = dict(batch=c["batch"] - c["generation"] - c["logps"], train=t - c["batch"])
-            rest = f", update {self.steps[-1]['update']:.2f} [batch {u['batch']:.2f}, train {u['train']:.2f}]"
-        print(f"[bench] step {len(self.steps)}: {t:.2f} s (generation {c['generation']:.2f}{parts}, "
-              f"log-probs {c['logps']:.2f}{rest}), peak {peak:.1f} GiB", flush=True)
+        self.steps.append(s)
+        u = ", ".join(f"{k} {v:.2f}" for k, v in s["update_parts"].items())
+        print(f"[bench] step {len(self.steps)}: {wall:.2f} s (generation {p['generation']:.2f}{parts}, data {p['data']:.2f}, "
+              f"log-probs {p['logps']:.2f}, update {s['update']:.2f} [{u}]) by the wall clock at micro-batch "
+              f"{s['micro_batch']} x {s['grad_accum']}; {s['window']:.2f} s from the step's begin; peak {peak:.1f} GiB", flush=True)
+        self._start(t)
         if len(self.steps) >= self.total: raise BenchDone()
 
 # %% ../nbs/15_perf.ipynb #b3c0a006
@@ -313,12 +335,13 @@ def run_arm(arm: str, setup: dict, family: str, out_dir, steps: int, warmup: int
     step = med("step")
     import torch
     out = dict(arm=arm, code_path=code_path, trainer=clock.get("trainer"), graph_error=clock.get("graph_error"),
-               gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-               rollouts_per_step=rollouts, step_seconds=step, step_seconds_all=[s["step"] for s in timed],
-               warmup_seconds=[s["step"] for s in cb.steps[:warmup]], rollouts_per_second=rollouts / step,
-               seconds_per_256_rollouts=256 * step / rollouts,
-               seconds={k: med(k) for k in ("generation", "logps", "update")},
-               peak_memory_gib=max(s["peak_gib"] for s in timed), settings=settings)
+               gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", clock="wall",
+               rollouts_per_step=rollouts, micro_batch=timed[-1]["micro_batch"], grad_accum=timed[-1]["grad_accum"],
+               step_seconds=step, step_seconds_all=[s["step"] for s in timed], wall_seconds=[s["step"] for s in timed],
+               window_seconds=med("window"), warmup_seconds=[s["step"] for s in cb.steps[:warmup]],
+               rollouts_per_second=rollouts / step, seconds_per_256_rollouts=256 * step / rollouts,
+               seconds={k: med(k) for k in ("data", "generation", "logps", "update")},
+               parts_all=[s["parts"] for s in timed], peak_memory_gib=max(s["peak_gib"] for s in timed), settings=settings)
     for parts in ("generation_parts", "update_parts"):
         if all(parts in s for s in timed): out[parts] = {k: statistics.median(s[parts][k] for s in timed) for k in timed[0][parts]}
     del cb
@@ -342,7 +365,8 @@ def arm_table(bench: dict):
     for a in ("study", "trl", "r1lit"):
         if a in bench.get("arms", {}):
             v, st = bench["arms"][a], bench["arms"][a]["settings"]
-            rows.append(dict(arm=a, trainer=v["trainer"], micro_batch=st.get("per_device_train_batch_size", st.get("batch_size")),
+            mb = v.get("micro_batch", st.get("per_device_train_batch_size", st.get("batch_size")))   # older files: the setting
+            rows.append(dict(arm=a, trainer=v["trainer"], micro_batch=mb,
                              step_s=v["step_seconds"], rollouts=v["rollouts_per_step"], s_per_256=v["seconds_per_256_rollouts"],
                              **{f"{k}_s": x for k, x in v["seconds"].items()}, rollouts_per_s=v["rollouts_per_second"],
                              peak_gib=v["peak_memory_gib"], timed=len(v["step_seconds_all"]), code_path=v["code_path"]))
@@ -384,8 +408,9 @@ def bench_grpo(family: str = "qwen2_5_vl", out_json: str | Path = "bench_grpo.js
                                        micro_batch)
             res["errors"].pop(arm, None)
             a = res["arms"][arm]
-            print(f"[bench] {arm}: {a['step_seconds']:.2f} s per step of {a['rollouts_per_step']} rollouts "
-                  f"({a['seconds_per_256_rollouts']:.1f} s per 256), parts {a['seconds']}", flush=True)
+            print(f"[bench] {arm}: {a['step_seconds']:.2f} s per step by the wall clock, {a['rollouts_per_step']} rollouts at "
+                  f"micro-batch {a['micro_batch']} x {a['grad_accum']} ({a['seconds_per_256_rollouts']:.1f} s per 256); "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in a["seconds"].items()), flush=True)
         except Exception as e:
             import traceback; traceback.print_exc()
             res["errors"][arm] = f"{type(e).__name__}: {e}"[:2000]
