@@ -24,10 +24,10 @@ if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importin
 __all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'ITEM_METRICS', 'REPORTED_LABEL',
            'accuracy_table', 'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table',
            'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts', 'metrics',
-           'save_and_glue', 'item_table', 'save_items', 'registration_path', 'registration', 'hypotheses_of',
-           'registration_record', 'preregistered', 'use_registration', 'failures', 'plot_seeds', 'plot_tests',
-           'plot_training', 'log_mean', 'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items',
-           'reported_tables', 'reported']
+           'save_and_glue', 'compute_text', 'item_table', 'save_items', 'registration_path', 'registration',
+           'hypotheses_of', 'registration_record', 'preregistered', 'use_registration', 'failures', 'plot_seeds',
+           'plot_tests', 'plot_training', 'log_mean', 'log_change', 'plot_checkpoints', 'plot_categories', 'seed_table',
+           'plot_items', 'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
 EXACT_KEYS = ("parsed", "reasoning_true", "answer_follows", "misaligned", "facts_true")
@@ -359,6 +359,22 @@ def save_and_glue(m: dict, run_dir: str | Path | None = None) -> dict:
         if v is not None: glue(k, v, display=False)
     return m
 
+# %% ../nbs/13_report.ipynb #4177754f
+def compute_text(run_dir: str | Path, chapter: str, seeds: Sequence[int]) -> str:
+    "Markdown: the stage seconds by machine of run `run_dir`, and the `r1lit run` command that repeats it."
+    from r1lit.core import read_json
+    p = Path(run_dir)/"stages.json"
+    state = read_json(p) if p.exists() else {}
+    by = {}
+    for v in state.values():
+        m = v.get("machine") or "a machine not recorded"
+        by[m] = by.get(m, 0.0) + (v.get("computed_seconds", 0.0) if v.get("reused") else v.get("seconds", 0.0))
+    where = "; ".join(f"{s / 60:.1f} min of stage time on {m}" for m, s in sorted(by.items(), key=lambda x: -x[1])) or "no stage recorded"
+    seeds = list(seeds)
+    return (f"**Compute.** {where} (stage seconds added up over processes that ran side by side). **Repeat:** "
+            f"`r1lit run {chapter} -p seeds '{seeds}'`; on a machine with a GPU or many cores add `-p workers N` to train N "
+            "(arm, seed) pairs at once; other seeds give a replication.")
+
 # %% ../nbs/13_report.ipynb #e2529cb8
 ITEMS_FILE = "items.csv.gz"
 
@@ -443,11 +459,21 @@ def preregistered(record: dict | None, run_start: str | None) -> tuple[bool, str
         return False, f"its registration was committed ({record['committed_at']}) after the run started ({run_start})"
     return True, f"registered in commit {record['commit'][:10]} ({record['committed_at']}), before the run"
 
-def use_registration(name: str, run_dir: str | Path | None = None, root: str | Path | None = None) -> dict:
+def _fill(x, names: dict):
+    "Every string in `x` with `{name}` replaced from `names` (a registration's model names that follow a setting)."
+    if isinstance(x, str): return x.format_map(names) if "{" in x else x
+    if isinstance(x, dict): return {k: _fill(v, names) for k, v in x.items()}
+    if isinstance(x, list): return [_fill(v, names) for v in x]
+    return x
+
+def use_registration(name: str, run_dir: str | Path | None = None, root: str | Path | None = None,
+                     names: dict | None = None) -> dict:
     """Registration `name`, recorded in the run's `run.json` (`registration`: `registration_record`) when the notebook
-    runs as a run; returned with `preregistered` (bool) and `preregistration` (why) judged against the run's start."""
+    runs as a run; returned with `preregistered` (bool) and `preregistration` (why) judged against the run's start.
+    `names` fills `{placeholders}` in its tests and validity rule (a checkpoint named after a setting, `sft@{mid}`)."""
     from r1lit.experiments import read_run, run_dir_from_env, update_run
     reg = registration(name, root)
+    if names: reg = {**reg, "tests": _fill(reg["tests"], names), "validity": _fill(reg.get("validity"), names)}
     run_dir = Path(run_dir) if run_dir else run_dir_from_env()
     rec = registration_record(reg, root)
     start = None
@@ -562,6 +588,15 @@ def log_mean(results: "Results", arm: str, stage: str, key: str) -> dict:
     for s in results.seeds:
         v = [r[key] for r in results.training_log(arm, stage, s) if key in r]
         if v: out[s] = sum(v) / len(v)
+    return out
+
+def log_change(results: "Results", arm: str, stage: str, key: str, n: int = 5) -> dict:
+    """`{seed: mean of the last n logged values of key minus the mean of the first n}` of one training stage: whether
+    a trainer's own signal (GRPO's reward, say) rose over its steps, one number per seed for `seed_level`."""
+    out = {}
+    for s in results.seeds:
+        v = [r[key] for r in results.training_log(arm, stage, s) if key in r]
+        if len(v) >= 2 * n: out[s] = sum(v[-n:]) / n - sum(v[:n]) / n
     return out
 
 def plot_checkpoints(results: "Results", arm: str, stage: str, metrics: Sequence[str] = ("accuracy",), title: str = "",
