@@ -11,7 +11,7 @@ import yaml
 
 from .core import read_json, read_yaml_mapping, project_root, redact
 from .experiments import read_run, flatten, experiment_notebook, choose_run
-from .report import REPORTED_LABEL, RATE_METRICS, effect_text, reported_tables
+from .report import REPORTED_LABEL, RATE_METRICS, effect_text, reported_tables, seed_result, verdict_word
 
 # %% auto #0
 __all__ = ['GENERATED', 'CHAPTER_KEYS', 'TOC_HEADER', 'GLUE_PREFIX', 'load_manifest', 'methods_file', 'toc', 'toc_text', 'glued',
@@ -197,10 +197,12 @@ def reported_page(path: str | Path | None = None) -> str:
 
 # %% ../nbs/14_book.ipynb #b00c0002
 def primary_test(metrics: dict, name: str | None = None) -> tuple[str, dict] | None:
-    "`(name, test)` of a chapter's primary test: `name` if given and present, else its first test; None without tests."
+    """`(name, test)` of a chapter's primary test: the one its registration names, else `name` if given and present,
+    else its first test; None without tests."""
     tests = metrics.get("tests") if isinstance(metrics.get("tests"), dict) else {}
     if not tests: return None
-    key = name if name in tests else next(iter(tests))
+    registered = (metrics.get("registration") or {}).get("primary")
+    key = registered if registered in tests else name if name in tests else next(iter(tests))
     return key, tests[key]
 
 def findings(chosen: dict, chapters: dict, reported_path: Path) -> list[dict]:
@@ -214,23 +216,26 @@ def findings(chosen: dict, chapters: dict, reported_path: Path) -> list[dict]:
         pt = primary_test(m, s.get("finding")) if m else None
         rows.append(dict(chapter=ch, question=s["question"], title=s["title"], test=pt[0] if pt else None,
                          result=pt[1] if pt else None, setting=(m or {}).get("setting"),
-                         seeds=(m or {}).get("seeds"), reported=(rep.get(ch) or {}).get("finding")))
+                         seeds=(m or {}).get("seeds"), reported=(rep.get(ch) or {}).get("finding"),
+                         registration=(m or {}).get("registration"), failures=(m or {}).get("failures")))
     return rows
 
 def findings_figure(rows: list[dict], path: Path) -> Path | None:
     "A forest plot of the primary effects with their 95 % intervals (None if no chapter has one)."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rs = [r for r in rows if r["result"] and r["result"].get("effect") is not None]
+    rs = [r for r in rows if r["result"] and seed_result(r["result"])["ci95"] is not None]
     if not rs: return None
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rs) + 1.2))
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(rs) + 1.3))
     for i, r in enumerate(reversed(rs)):
-        t, k = r["result"], 100 if r["result"].get("metric", "correct") in RATE_METRICS else 1
-        ax.errorbar(k * t["effect"], i, xerr=[[k * (t["effect"] - t["ci95"][0])], [k * (t["ci95"][1] - t["effect"])]],
-                    fmt="o", color="#4c72b0" if t["p"] >= 0.05 else "#c44e52", capsize=3)
-    ax.set_yticks(range(len(rs)), [r["question"] for r in reversed(rs)], fontsize=8)
+        s, k = seed_result(r["result"]), 100 if r["result"].get("metric", "correct") in RATE_METRICS else 1
+        ax.scatter([k * x for x in s["per_seed"]], [i + 0.2] * s["k"], s=10, color="grey", alpha=0.7, zorder=2)
+        ax.errorbar(k * s["effect"], i, xerr=[[k * (s["effect"] - s["ci95"][0])], [k * (s["ci95"][1] - s["effect"])]],
+                    fmt="o", color="#4c72b0" if (s.get("p_holm") or s["p"]) >= 0.05 else "#c44e52", capsize=3, zorder=3)
+    ax.set_yticks(range(len(rs)), [f"{r['question']} ({seed_result(r['result'])['k']} seeds)" for r in reversed(rs)], fontsize=8)
     ax.axvline(0, color="grey", lw=1)
-    ax.set_xlabel("primary effect, B - A (percentage points for rates), 95 % interval; red: p < 0.05", fontsize=8)
+    ax.set_xlabel("primary effect, B - A (percentage points for rates): mean over seeds, 95 % t interval; grey: one seed;"
+                  " red: p < 0.05", fontsize=7)
     ax.set_title("r1lit's diagnostic benchmark (tiny models, synthetic scenes)", fontsize=9)
     fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
     return path
@@ -240,19 +245,26 @@ def front_page(intro: str, rows: list[dict], figure: str | None) -> str:
     head, _, rest = intro.strip().partition("\n\n")          # the title line and the abstract's first paragraph
     first, _, rest = rest.partition("\n\n")
     out = [head, "", first, "", "## Findings", "",
-           "Each row is a chapter's pre-registered primary test on r1lit's diagnostic benchmark: tiny vision-language "
-           "models trained from scratch on synthetic spatial scenes with exact ground truth, on a CPU. The effect is B - A "
-           "on the same test items, with a bootstrap 95 % interval over items within seeds and the exact McNemar p pooled "
-           "over seeds. These are results about tiny models and synthetic scenes, not about 3B models on real photographs. "
-           "The last column is what the original study reported (Qwen2.5-VL-3B on real data, one run, no intervals).", "",
-           "| question | test (B - A) | r1lit: tiny model, synthetic scenes | reported by the original study |",
-           "|---|---|---|---|"]
+           "Each row is a chapter's primary test on r1lit's diagnostic benchmark: tiny vision-language models trained "
+           "from scratch on synthetic spatial scenes with exact ground truth. The training seed is the unit: the effect "
+           "is the mean over seeds of B - A on the same test items, with a 95 % t interval over seeds and its p-value "
+           "(Holm-adjusted within the chapter where it registered several tests). The verdict reads the chapter's "
+           "registration, committed before its run; a chapter without one says so and gives no verdict. These are "
+           "results about tiny models and synthetic scenes, not about 3B models on real photographs. The last column is "
+           "what the original study reported (Qwen2.5-VL-3B on real data, one run, no intervals).", "",
+           "| question | primary test (B - A) | r1lit: tiny model, synthetic scenes | verdict | reported by the original study |",
+           "|---|---|---|---|---|"]
     for r in rows:
         t = r["result"]
         label = f"{r['test'].replace('_', ' ')} ({t.get('metric', 'correct')})" if t else "not yet run"
         test = f"{{doc}}`{label} <{r['chapter']}>`"
         res = effect_text(t) if t else "not yet run"
-        out.append(f"| {r['question']} | {test} | {res} | {r['reported'] or '–'} |")
+        reg, fail = r.get("registration") or {}, r.get("failures") or {}
+        if t and t.get("expect"):
+            word = verdict_word(t, t["expect"]) + ("" if reg.get("preregistered") else " (not pre-registered)")
+        else: word = "no registered hypothesis"
+        if fail: word += f"; {len(fail.get('failed', []))} of {fail.get('k')} seeds failed the validity rule"
+        out.append(f"| {r['question']} | {test} | {res} | {word} | {r['reported'] or '–'} |")
     if figure: out += ["", f"```{{figure}} {figure}", ":name: findings-figure", "",
                        "The primary effects of the table, with their 95 % intervals (tiny models, synthetic scenes).", "```"]
     out += ["", "## About this book", "", rest.strip(), "", "```{bibliography}", "```", ""]

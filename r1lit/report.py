@@ -192,6 +192,7 @@ def run_tests(results: "Results", tests: dict, seeds: Sequence[int] | None = Non
             raise ValueError(f"test {name!r}: needs a, b and split, and may set {', '.join(TEST_KEYS[3:])}; got {sorted(t)}")
         out[name] = compare(results, tuple(t["a"]), tuple(t["b"]), t["split"], t.get("metric", "correct"), seeds=seeds,
                             shortcut=tuple(t["shortcut"]) if t.get("shortcut") else None, margin=t.get("margin"))
+        out[name].update({k: t[k] for k in ("expect", "claim") if k in t})     # the registered hypothesis travels with it
     for name, p in holm({k: v["seed_level"]["p"] for k, v in out.items()}).items(): out[name]["seed_level"]["p_holm"] = p
     return out
 
