@@ -245,10 +245,9 @@ def tests_prose(tests: dict) -> str:
         rates = (f"{t['rate_b']:.3f} against {t['rate_a']:.3f}, " if "rate_a" in t else
                  f"{t['mean_b']:.3f} against {t['mean_a']:.3f}, " if "mean_a" in t else "")
         test = "McNemar" if t["metric"] != "facts" and t["metric"] != "iou" else "sign-flip permutation"
-        det = f"; the smallest difference this n detects with 80 % power is {t['detectable']:.3f}" if t.get("detectable") else ""
         out.append(head + f"over seeds {effect_text(t)}. Pooled over items (conditional on these trained models): "
                           f"{rates}difference {t['effect']:+.3f} (95 % CI {t['ci95'][0]:+.3f} to {t['ci95'][1]:+.3f}), "
-                          f"{test} {p_text(t['p'])}, n = {t['n']}{det}.")
+                          f"{test} {p_text(t['p'])}, n = {t['n']}.")
     return "\n".join(out)
 
 # %% ../nbs/13_report.ipynb #3c0e0013
