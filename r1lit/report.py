@@ -190,6 +190,14 @@ def run_tests(results: "Results", tests: dict, seeds: Sequence[int] | None = Non
         bad = sorted(set(t) - set(TEST_KEYS))
         if bad or not {"a", "b", "split"} <= set(t):
             raise ValueError(f"test {name!r}: needs a, b and split, and may set {', '.join(TEST_KEYS[3:])}; got {sorted(t)}")
+        missing = [f"{x[0]}/{x[1]}" for x in (t["a"], t["b"]) if not results.evaluations(arm=x[0], model=x[1], split=t["split"])]
+        if missing:        # a registered test whose model this run did not train (an arm left out): said, never a number
+            out[name] = {"a": "/".join(t["a"]), "b": "/".join(t["b"]), "split": t["split"], "metric": t.get("metric", "correct"),
+                         "n": 0, "effect": None, "ci95": None, "statistic": None, "p": None, "per_seed": [], "seeds": [],
+                         "detectable": None, "seed_level": seed_level([], [], t.get("margin")),
+                         "reason": f"this run has no evaluation of {', '.join(missing)} on {t['split']}"}
+            out[name].update({k: t[k] for k in ("expect", "claim") if k in t})
+            continue
         out[name] = compare(results, tuple(t["a"]), tuple(t["b"]), t["split"], t.get("metric", "correct"), seeds=seeds,
                             shortcut=tuple(t["shortcut"]) if t.get("shortcut") else None, margin=t.get("margin"))
         out[name].update({k: t[k] for k in ("expect", "claim") if k in t})     # the registered hypothesis travels with it
@@ -494,6 +502,11 @@ def failures(results: "Results", rule: dict) -> dict:
     miss = [x for x in ("models", "min") if x not in (rule or {})]
     if miss: raise ValueError(f"validity rule lacks {', '.join(miss)}: {rule}")
     metric = rule.get("metric", "accuracy")
+    present = [m for m in rule["models"] if results.evaluations(arm=m[0], model=m[1], split=m[2])]
+    if not present:          # a run that left out the arms the rule reads cannot apply it
+        return {"rule": f"not applied: no model of the rule ({rule['models']}) is in this run", "failed": [],
+                "passed": list(results.seeds), "k": len(results.seeds), "rate": None, "values": {}}
+    rule = {**rule, "models": present}
     values, failed = {}, []
     for s in results.seeds:
         vals = {}

@@ -127,7 +127,7 @@ def test_chapters_share_one_embedded_default():
     import ast
     from r1lit.core import project_root
     from r1lit.experiments import notebook_params
-    shared = ("seeds", "model", "model_options", "data", "data_options", "train", "eval_options", "prompt_style")
+    shared = ("seeds", "data_seed", "model", "model_options", "data", "data_options", "train", "eval_options", "prompt_style")
     defaults = {ch: notebook_params(project_root() / "nbs" / "experiments" / f"{ch}.ipynb") for ch in PARAMS}
     for k in shared:
         vals = {ch: ast.literal_eval(p[k]) for ch, p in defaults.items() if k in p}

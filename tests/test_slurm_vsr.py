@@ -61,8 +61,7 @@ def test_slurm_preempted_training_resumes(slurm_cluster, project, monkeypatch):
     steps = sft_steps_for(seconds=35, tmp=project / "calibrate")
     params = {**TINY, "eval_splits": {"in_domain": "test"}, "main_split": "in_domain",
               "train": {"sft": {"max_steps": steps, "batch_size": 16, "lora": False, "report_to": "none", "save_steps": 100000}},
-              "arms": {"flat": {"stages": {"sft": {}}, "evaluate": ["base", "sft"]}},
-              "tests": {"sft_vs_base": {"a": ["flat", "base"], "b": ["flat", "sft"], "split": "in_domain"}}}
+              "arms": {"flat": {"stages": {"sft": {}}, "evaluate": ["base", "sft"]}}}
     t0 = time.time()
     d = run("sim2real", params, slurm=SlurmSpec(cpus=2, time="1", signal_lead=50))
     rec, seen = wait_for(slurm_cluster, d, 560)
