@@ -136,6 +136,17 @@ def _run(a):
     check_settings(load_params({k: parse_value(v) for k, v in a.param}, a.param_file))   # before a run folder exists
     return run_cli(a)
 
+def _cache(a):
+    from r1lit.pipeline import pack_cache, unpack_cache
+    if a.cache_command == "pack":
+        r = pack_cache(a.out, a.cache, weights=a.weights)
+        left = "" if a.weights else f", {r['left_out']} weight files left out"
+        print(f"packed {r['entries']} finished stages ({r['files']} files{left}) into {r['archive']}")
+    else:
+        r = unpack_cache(a.archive, a.cache)
+        print(f"merged into {r['cache']}: {r['added']} stages added, {r['kept']} already there and kept")
+    return 0
+
 def _status(a):
     return status_cli(a)
 
@@ -436,6 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="execute an experiment notebook with papermill into runs/EXPERIMENT/RUN_ID, here or on SLURM")
     add_run_args(r); r.set_defaults(func=_run)
+    ca = sub.add_parser("cache", help="move finished stages between machines: pack the stage cache, or merge a packed one into it")
+    csub = ca.add_subparsers(dest="cache_command", metavar="{pack,unpack}", required=True)
+    cp = csub.add_parser("pack", help="write the stage cache to a .tar.gz (without model weights unless --weights: what rendering needs)")
+    cp.add_argument("out", help="the archive to write, e.g. stages.tar.gz")
+    cp.add_argument("--cache", default=None, help="the stage cache (default: $R1LIT_CACHE, else runs/.cache)")
+    cp.add_argument("--weights", action="store_true", help="keep model weights and checkpoints (needed to train further from them)")
+    cp.set_defaults(func=_cache)
+    cu = csub.add_parser("unpack", help="merge a packed cache: stages this cache lacks are added, finished ones kept")
+    cu.add_argument("archive", help="a .tar.gz written by `r1lit cache pack`")
+    cu.add_argument("--cache", default=None, help="the stage cache (default: $R1LIT_CACHE, else runs/.cache)")
+    cu.set_defaults(func=_cache)
     st = sub.add_parser("status", help="list runs with their state, SLURM job id and headline metrics")
     st.add_argument("--root", default=None, help="runs folder (default: the project's runs/)")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -24,10 +24,10 @@ from .tiny import build_tiny
 from .train import STAGES, WarmupConfig, finished, warmup_vision
 
 # %% auto #0
-__all__ = ['CACHE_ENV', 'CACHE_VERSION', 'SCENE_KEYS', 'PREFIXES', 'DESIGN_KEYS', 'MERGED', 'DEFAULTS', 'cache_root', 'spec_key',
-           'stage_machine', 'Stages', 'data_stage', 'model_stage', 'arm_slug', 'arm_spec', 'intervention', 'Evaluation',
-           'ArmResult', 'Results', 'train_ids', 'train_step', 'resolve', 'evaluate_step', 'run_arm', 'design_of',
-           'run_design']
+__all__ = ['CACHE_ENV', 'CACHE_VERSION', 'SCENE_KEYS', 'PREFIXES', 'DESIGN_KEYS', 'MERGED', 'DEFAULTS', 'WEIGHT_SUFFIXES',
+           'cache_root', 'spec_key', 'stage_machine', 'Stages', 'data_stage', 'model_stage', 'arm_slug', 'arm_spec',
+           'intervention', 'Evaluation', 'ArmResult', 'Results', 'train_ids', 'train_step', 'resolve', 'evaluate_step',
+           'run_arm', 'design_of', 'run_design', 'pack_cache', 'unpack_cache']
 
 # %% ../nbs/12_pipeline.ipynb #9a1e0007
 CACHE_ENV = "R1LIT_CACHE"
@@ -500,3 +500,64 @@ def run_design(run_dir: str | Path, design: dict, cache_dir: str | Path | None =
     res = Results(design, out, str(st.cache))
     write_json(Path(run_dir)/"results.json", {**res.to_dict(), "cost": st.cost()})
     return res
+
+# %% ../nbs/12_pipeline.ipynb #97a4ed18
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+def _is_weight(rel: Path) -> bool:
+    "Model weights, checkpoints, optimizer and RNG states, TensorBoard events: what a packed cache leaves out."
+    return (rel.suffix in WEIGHT_SUFFIXES or any(p.startswith("checkpoint-") for p in rel.parts)
+            or rel.name.startswith("events.out.tfevents"))
+
+def pack_cache(out: str | Path, cache: str | Path | None = None, weights: bool = False) -> dict:
+    "Write the stage cache to the archive `out` (.tar.gz); without `weights`, only what rendering needs. Returns counts."
+    import tarfile
+    cache = Path(cache).resolve() if cache else cache_root()
+    if cache.is_file(): raise ValueError(f"{cache}: is a file; expected a stage cache folder")
+    if not cache.is_dir(): raise FileNotFoundError(f"{cache}: no stage cache to pack")
+    out = Path(out)
+    if out.is_dir(): raise ValueError(f"{out}: is a folder; expected the archive's file name (.tar.gz)")
+    entries = sorted(p.parent for p in cache.glob("*/*/done.json"))
+    if not entries: raise ValueError(f"{cache}: holds no finished stage to pack")
+    files = skipped = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz") as tar:
+        for e in entries:
+            dropped = False
+            for p in sorted(e.rglob("*")):
+                rel = p.relative_to(cache)
+                if not p.is_file(): continue
+                if not weights and _is_weight(rel): skipped += 1; dropped = True; continue
+                tar.add(p, arcname=str(rel)); files += 1
+            if dropped:                       # say so inside the entry, for whoever unpacks it
+                import io, time as _t
+                data = b"model weights, checkpoints and optimizer states were left out when this entry was packed\n"
+                info = tarfile.TarInfo(str(e.relative_to(cache)/"weights_omitted")); info.size = len(data); info.mtime = int(_t.time())
+                tar.addfile(info, io.BytesIO(data))
+    return {"archive": str(out), "entries": len(entries), "files": files, "left_out": skipped}
+
+def unpack_cache(archive: str | Path, cache: str | Path | None = None) -> dict:
+    "Merge the packed cache `archive` into the stage cache: new finished entries are added, existing ones kept. Returns counts."
+    import tarfile, tempfile, shutil
+    archive = Path(archive)
+    if archive.is_dir(): raise ValueError(f"{archive}: is a folder; expected a .tar.gz written by `r1lit cache pack`")
+    if not archive.is_file(): raise FileNotFoundError(f"{archive}: no such archive")
+    cache = Path(cache).resolve() if cache else cache_root()
+    added, kept = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with tarfile.open(archive, "r:gz") as tar: tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ValueError(f"{archive}: not a packed stage cache ({type(e).__name__}: {e})") from None
+        found = sorted(p.parent for p in Path(tmp).glob("*/*/done.json"))
+        if not found: raise ValueError(f"{archive}: holds no finished stage (no KIND/KEY/done.json inside)")
+        for e in found:
+            rel = e.relative_to(tmp)
+            dst = cache/rel
+            if (dst/"done.json").exists(): kept.append(str(rel)); continue
+            with _locked(cache/rel.parent/f"{rel.name}.lock"):
+                if dst.exists(): shutil.rmtree(dst)            # an unfinished entry of this machine gives way
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(e, dst)
+            added.append(str(rel))
+    return {"cache": str(cache), "added": len(added), "kept": len(kept)}

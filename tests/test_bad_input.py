@@ -70,6 +70,11 @@ CASES = [
     ("run --run-dir", ["run", "vsr", "--run-dir", "{bad}"], {"file": "is a file; expected a run folder"}),
     ("run --profile", ["run", "vsr", "--slurm", "--profile", "{bad}"], YAML),
     ("status --root", ["status", "--root", "{bad}"], {"missing": "no such runs folder", "file": "is a file; expected a runs folder"}),
+    ("cache pack OUT", ["cache", "pack", "{bad}", "--cache", "{empty}"], {"empty": "is a folder; expected the archive's file name"}),
+    ("cache pack --cache", ["cache", "pack", "{out}", "--cache", "{bad}"],
+     {"missing": "no stage cache to pack", "empty": "holds no finished stage", "file": "is a file; expected a stage cache folder"}),
+    ("cache unpack ARCHIVE", ["cache", "unpack", "{bad}", "--cache", "{out}"],
+     {"missing": "no such archive", "empty": "is a folder; expected a .tar.gz", "file": "not a packed stage cache"}),
     ("book --manifest", ["book", "--manifest", "{bad}"], YAML),
     ("book --out", ["book", "--out", "{bad}"], OUT),
 ]
