@@ -23,11 +23,11 @@ if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importin
 # %% auto #0
 __all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'ITEM_METRICS', 'REPORTED_LABEL',
            'accuracy_table', 'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table',
-           'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts', 'metrics',
-           'save_and_glue', 'compute_text', 'item_table', 'save_items', 'registration_path', 'registration',
-           'hypotheses_of', 'registration_record', 'preregistered', 'use_registration', 'failures', 'plot_seeds',
-           'plot_tests', 'plot_training', 'log_mean', 'log_change', 'plot_checkpoints', 'plot_categories', 'seed_table',
-           'plot_items', 'reported_tables', 'reported']
+           'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts',
+           'replication_table', 'metrics', 'save_and_glue', 'compute_text', 'item_table', 'save_items',
+           'registration_path', 'registration', 'hypotheses_of', 'registration_record', 'preregistered',
+           'use_registration', 'failures', 'plot_seeds', 'plot_tests', 'plot_training', 'log_mean', 'log_change',
+           'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items', 'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
 EXACT_KEYS = ("parsed", "reasoning_true", "answer_follows", "misaligned", "facts_true")
@@ -321,6 +321,23 @@ def verdicts(tests: dict, hypotheses: dict) -> str:
     if (bare := [k for k in tests if k not in hypotheses]):
         out.append(f"- Tests registered without a hypothesis (only their numbers above): {', '.join(bare)}.")
     return "\n".join(out)
+
+# %% ../nbs/13_report.ipynb #56d72e94
+def replication_table(original: dict, replication: dict):
+    "Per test of `original` (a metrics.json) against `replication` (another's): effects, intervals, inside?, verdicts."
+    import pandas as pd
+    rows = []
+    for k, t in original["tests"].items():
+        if k not in replication.get("tests", {}): continue
+        a, b = seed_result(t), seed_result(replication["tests"][k])
+        inside = (a["ci95"] is not None and b["effect"] is not None and a["ci95"][0] <= b["effect"] <= a["ci95"][1])
+        row = {"test": k, "seeds": a["k"], "effect": a["effect"], "CI low": (a["ci95"] or [None])[0],
+               "CI high": (a["ci95"] or [None, None])[1], "replication seeds": b["k"], "replication effect": b["effect"],
+               "inside the interval": inside}
+        if t.get("expect"):
+            row.update(verdict=verdict_word(t, t["expect"]), **{"replication verdict": verdict_word(replication["tests"][k], t["expect"])})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("test") if rows else pd.DataFrame()
 
 # %% ../nbs/13_report.ipynb #3c0e000b
 def metrics(results: "Results", split: str, tests: dict, primary: str = "accuracy", models: dict | None = None,
