@@ -24,8 +24,8 @@ if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importin
 __all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'ITEM_METRICS', 'REPORTED_LABEL',
            'accuracy_table', 'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table',
            'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts',
-           'replication_table', 'metrics', 'save_and_glue', 'compute_text', 'item_table', 'save_items',
-           'registration_path', 'registration', 'hypotheses_of', 'registration_record', 'preregistered',
+           'replication_table', 'metrics', 'save_and_glue', 'compute_text', 'settings_table', 'item_table',
+           'save_items', 'registration_path', 'registration', 'hypotheses_of', 'registration_record', 'preregistered',
            'use_registration', 'failures', 'plot_seeds', 'plot_tests', 'plot_training', 'log_mean', 'log_change',
            'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items', 'reported_tables', 'reported']
 
@@ -399,6 +399,57 @@ def compute_text(run_dir: str | Path, chapter: str, seeds: Sequence[int]) -> str
     return (f"**Compute.** {where} (stage seconds added up over processes that ran side by side). **Repeat:** "
             f"`r1lit run {chapter} -p seeds '{seeds}'`; on a machine with a GPU or many cores add `-p workers N` to train N "
             "(arm, seed) pairs at once; other seeds give a replication.")
+
+# %% ../nbs/13_report.ipynb #0d91be1b
+def _stage_text(kind: str, s: dict) -> str:
+    "One training stage's settings in words."
+    steps = s.get("max_steps", s.get("steps"))
+    parts = [f"{steps} steps" if steps not in (None, -1) else f"{s.get('epochs', 1)} epochs"]
+    if kind == "grpo":
+        g = s.get("num_generations", 4)
+        parts += [f"{s.get('batch_size', 4)} rollouts a step ({s.get('batch_size', 4) // g} prompts x {g})",
+                  f"completions up to {s.get('max_completion_length', 256)} tokens", f"temperature {s.get('temperature', 1.0)}",
+                  f"beta {s.get('beta', 0.04)}",
+                  "rewards " + " + ".join(f"{w} x {r}" for r, w in (s.get("rewards") or {}).items())]
+    elif kind == "prompt":
+        parts += [f"{s.get('n_virtual_tokens', 8)} virtual tokens", f"batch {s.get('batch_size')}", f"objective {s.get('objective', '?')}"]
+    else: parts.append(f"batch {s.get('batch_size', 4)}")
+    parts.append(f"learning rate {s.get('learning_rate', 1e-5):g}" + (f" ({s['lr_scheduler']})" if s.get("lr_scheduler") else ""))
+    if kind != "prompt": parts.append("LoRA r" + str(s.get("lora_r", 16)) if s.get("lora", True) else "full fine-tuning")
+    if s.get("prompt_style"): parts.append(f"prompt style {s['prompt_style']}")
+    return ", ".join(parts)
+
+def settings_table(design: dict):
+    "The setting of a run's design as a two-column table (see above)."
+    import pandas as pd
+    from r1lit.synthetic import SceneConfig
+    rows = []
+    mo, do = design.get("model_options") or {}, design.get("data_options") or {}
+    if design.get("model", "embedded") == "embedded":
+        rows.append(("model", f"tiny {mo.get('family', 'smolvlm')} ({mo.get('size', 'demo')} size), built offline with random weights"
+                              + (f"; vision warm-up {mo['warmup'].get('steps')} steps" if mo.get("warmup") else "")
+                              + (f"; instruct stage {_stage_text('sft', mo['instruct'])} on {mo.get('n_instruct', 4000)} presence questions"
+                                 if mo.get("instruct") else "")))
+    else: rows.append(("model", str(design["model"])))
+    if design.get("data", "synthetic") == "synthetic":
+        rows.append(("data", f"synthetic scenes, {do.get('n', 1000)} for training, {do.get('image_size', SceneConfig().image_size)} px, "
+                             f"layout {do.get('layout', 'free')}, trace {do.get('trace', '?')}, relations {', '.join(do.get('relations') or ['default'])}"))
+        rows.append(("test items", f"{do.get('n_test', 200)} per split ({', '.join(design.get('eval_splits') or {'test': 'test'})}), "
+                                   + ("the same in every seed" if design.get("data_seed") is not None else "drawn anew for each seed")))
+    else: rows.append(("data", str(design["data"])))
+    rows.append(("seeds", f"{len(design.get('seeds', []))}: {design.get('seeds')}"))
+    rows.append(("prompt style", str(design.get("prompt_style", "reasoning"))))
+    for arm, a in (design.get("arms") or {}).items():
+        extra = {k: v for k, v in (a.get("data_options") or {}).items()}
+        for stage, s in (a.get("stages") or {}).items():
+            kind = (s or {}).get("kind", stage)
+            merged = {**(design.get("train") or {}).get(kind, {}), **{k: v for k, v in (s or {}).items() if k not in ("kind", "start")}}
+            if a.get("prompt_style") and kind != "prompt": merged.setdefault("prompt_style", a["prompt_style"])
+            start = f" from {s['start']}" if (s or {}).get("start") else ""
+            rows.append((f"{arm}: {stage}{start}", _stage_text(kind, merged) + (f"; data {extra}" if extra else "")))
+    eo = design.get("eval_options") or {}
+    rows.append(("evaluation", f"greedy, up to {eo.get('max_new_tokens', 128)} new tokens; an unparseable answer counts as wrong and is counted apart"))
+    return pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
 
 # %% ../nbs/13_report.ipynb #e2529cb8
 ITEMS_FILE = "items.csv.gz"
