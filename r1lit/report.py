@@ -21,13 +21,14 @@ from .stats import (wilson, pooled_paired_test, paired_continuous, detectable_ef
 if TYPE_CHECKING: from r1lit.pipeline import Results   # the type only: importing the pipeline would load torch and TRL
 
 # %% auto #0
-__all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'ITEM_METRICS', 'REPORTED_LABEL',
-           'accuracy_table', 'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias', 'shortcut_table',
-           'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word', 'verdicts',
-           'replication_table', 'metrics', 'save_and_glue', 'compute_text', 'settings_table', 'item_table',
-           'save_items', 'registration_path', 'registration', 'hypotheses_of', 'registration_record', 'preregistered',
-           'use_registration', 'failures', 'plot_seeds', 'plot_tests', 'plot_training', 'log_mean', 'log_change',
-           'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items', 'reported_tables', 'reported']
+__all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'REG_KEYS', 'ITEM_METRICS', 'SHORT',
+           'REPORTED_LABEL', 'accuracy_table', 'summary_table', 'shortcut_ids', 'compare', 'run_tests', 'train_bias',
+           'shortcut_table', 'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word',
+           'verdicts', 'replication_table', 'metrics', 'save_and_glue', 'compute_text', 'settings_table',
+           'settings_markdown', 'item_table', 'save_items', 'registration_path', 'registration', 'hypotheses_of',
+           'registration_record', 'preregistered', 'use_registration', 'failures', 'plot_seeds', 'plot_tests',
+           'plot_training', 'log_mean', 'log_change', 'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items',
+           'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
 EXACT_KEYS = ("parsed", "reasoning_true", "answer_follows", "misaligned", "facts_true")
@@ -451,6 +452,11 @@ def settings_table(design: dict):
     rows.append(("evaluation", f"greedy, up to {eo.get('max_new_tokens', 128)} new tokens; an unparseable answer counts as wrong and is counted apart"))
     return pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
 
+def settings_markdown(design: dict) -> str:
+    "`settings_table` as a Markdown table, every value whole (a DataFrame's HTML cuts long cells)."
+    rows = [f"| {k} | {str(v).replace('|', chr(92) + '|')} |" for k, v in settings_table(design)["value"].items()]
+    return "\n".join(["| setting | value |", "|---|---|", *rows])
+
 # %% ../nbs/13_report.ipynb #e2529cb8
 ITEMS_FILE = "items.csv.gz"
 
@@ -721,6 +727,7 @@ def plot_categories(results: "Results", split: str, models: dict, title: str = "
 
 # %% ../nbs/13_report.ipynb #800801a6
 ITEM_METRICS = {"accuracy": "accuracy", "parsed": "answers parsed", "correct_if_parsed": "accuracy among parsed answers"}
+SHORT = {"accuracy": "acc.", "parsed": "parsed", "correct_if_parsed": "acc. if parsed"}   # seed_table's narrow headers
 
 def _per_seed(items, metric: str):
     "`metric` per arm, model, split and seed from an `item_table`."
@@ -731,12 +738,13 @@ def _per_seed(items, metric: str):
     return g.apply(lambda t: t.loc[t.parsed, "correct"].mean() if t.parsed.any() else float("nan"), include_groups=False)
 
 def seed_table(items, split: str, models: dict | None = None):
-    "One row per seed: accuracy, parse rate and accuracy among parsed answers of each model on `split` (`{label: (arm, model)}`)."
+    """One row per seed: accuracy, parse rate and accuracy among parsed answers (`SHORT` headers) of each model on
+    `split` (`{label: (arm, model)}`)."""
     import pandas as pd
     cols = {}
     models = models or {f"{a}/{m}": (a, m) for a, m in dict.fromkeys(zip(items.arm, items.model))}
     for label, (arm, model) in models.items():
-        for metric, name in ITEM_METRICS.items():
+        for metric, name in SHORT.items():
             v = _per_seed(items[(items.arm == arm) & (items.model == model) & (items.split == split)], metric)
             if len(v): cols[(label, name)] = v.droplevel([0, 1, 2])
     t = pd.DataFrame(cols)
