@@ -16,7 +16,7 @@ from .core import (write_json, read_json, read_yaml_mapping, project_root, redac
 
 # %% auto #0
 __all__ = ['RUN_DIR_ENV', 'STATES', 'VERSIONED', 'PREEMPT_FILE', 'STOP_GRACE_ENV', 'DEFAULT_PROFILE', 'RunFailed',
-           'experiments_dir', 'experiment_notebook', 'parse_value', 'load_params', 'run_id', 'git_state',
+           'experiments_dir', 'experiment_notebook', 'parse_value', 'load_params', 'run_id', 'git', 'git_state',
            'package_versions', 'machine', 'provenance', 'run_dir_from_env', 'save_metrics', 'flatten', 'read_run',
            'update_run', 'choose_run', 'resolve_run', 'run', 'notebook_params', 'check_params', 'new_notebook',
            'scratch_project', 'SlurmSpec', 'slurm_spec', 'job_command', 'write_sbatch', 'submit', 'slurm_state',
@@ -71,15 +71,19 @@ def run_id(params: dict, now: _dt.datetime | None = None) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{h}"
 
 # %% ../nbs/11_experiments.ipynb #2764795c
+def git(root: str | Path, *args: str) -> str | None:
+    "The stripped output of `git -C root ARGS`; None when git is missing or the command fails."
+    if not shutil.which("git"): return None
+    try: r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError): return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
 def git_state(root: str | Path | None = None) -> dict:
     "`{'commit': sha or None, 'dirty': bool or None}` of the project's git checkout; changes under `runs/` are not code."
     root = Path(root or project_root())
-    def git(*a):
-        r = subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
-    commit = git("rev-parse", "HEAD") if shutil.which("git") else None
+    commit = git(root, "rev-parse", "HEAD")
     if commit is None: return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)runs")
+    status = git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)runs")
     return {"commit": commit, "dirty": bool(status)}
 
 def package_versions(names=VERSIONED) -> dict:

@@ -10,7 +10,7 @@ from typing import Iterable
 from .core import read_jsonl
 
 # %% auto #0
-__all__ = ['RECORD_KEYS', 'RESPONSES_FILE', 'duplicates', 'read_records', 'check_unique', 'outcomes']
+__all__ = ['RECORD_KEYS', 'RESPONSES_FILE', 'duplicates', 'read_records', 'check_unique', 'is_right', 'is_parsed', 'outcomes']
 
 # %% ../nbs/00b_records.ipynb #6b8d1f06
 RECORD_KEYS = ("id", "prompt", "response", "answer", "gold", "correct", "format_ok", "error", "seconds",
@@ -40,8 +40,16 @@ def check_unique(recs: list[dict], where: str) -> list[dict]:
     if dup: raise ValueError(f"{where}: {len(dup)} ids occur more than once (e.g. {dup[:3]}); a sample must count once")
     return recs
 
+def is_right(rec: dict) -> bool:
+    "A record is right when it is correct and its generation did not fail."
+    return bool(rec["correct"]) and rec.get("error") is None
+
+def is_parsed(rec: dict) -> bool:
+    "A record is parsed when its response held a complete `<answer>` and its generation did not fail."
+    return rec.get("error") is None and rec.get("answer") is not None
+
 def outcomes(responses, where: str | None = None) -> dict[str, bool]:
     "`{id: right}` of an evaluation: right means correct and not failed. The input of `r1lit.stats.paired_test`."
     where = where or (str(responses) if isinstance(responses, (str, Path)) else "outcomes")
     recs = check_unique(read_records(responses), where)
-    return {r["id"]: bool(r["correct"]) and r.get("error") is None for r in recs}
+    return {r["id"]: is_right(r) for r in recs}

@@ -14,7 +14,7 @@ import yaml
 from .bias import bias_level, relation_majority
 from .core import project_root, read_jsonl
 from .data import load_split
-from .records import read_records
+from .records import read_records, is_parsed, is_right
 from .experiments import save_metrics, flatten
 from .stats import (wilson, pooled_paired_test, paired_continuous, detectable_effect, p_text, seed_level,
                           hierarchical_bootstrap, holm, two_proportions)
@@ -65,7 +65,7 @@ def _item_values(results: "Results", arm: str, model: str, split: str, seed: int
     e = results.evaluation(arm, model, split, seed)
     if metric in ("answer_parsed", "correct_if_parsed"):
         recs = read_records(results.path(e.dir))
-        parsed = {r["id"]: r.get("error") is None and r.get("answer") is not None for r in recs}
+        parsed = {r["id"]: is_parsed(r) for r in recs}
         if metric == "answer_parsed": return parsed
         return {r["id"]: bool(r["correct"]) for r in recs if parsed[r["id"]]}
     if metric == "iou":
@@ -101,6 +101,11 @@ def shortcut_ids(results: "Results", arm: str, split: str, seed: int, side: str 
     rows = _split_rows(results, arm, split, seed)
     return {i for i, r in rows.items() if r["relation"] in maj and (r["answer"] == maj[r["relation"]]) == (side == "with")}
 
+def _no_number(a: str, b: str, split: str, metric: str, margin: float | None, reason: str) -> dict:
+    "A test that has no number, and why: the shape of `compare`'s result with every figure None (reported, never made up)."
+    return {"a": a, "b": b, "split": split, "metric": metric, "n": 0, "effect": None, "ci95": None, "statistic": None,
+            "p": None, "per_seed": [], "seeds": [], "detectable": None, "seed_level": seed_level([], [], margin), "reason": reason}
+
 def _seed_level(pairs: list, seeds: list, per_seed_effects: list, margin: float | None) -> dict:
     "The recipe-level analysis of a comparison (`r1lit.stats.seed_level`) with the hierarchical bootstrap beside it."
     out = seed_level(per_seed_effects, seeds, margin)
@@ -113,10 +118,7 @@ def _compare_parsed(a, b, split: str, raw: list, seeds: list, margin: float | No
     two sides cover different items; per seed the difference of the two rates, pooled Fisher's exact test over seeds."""
     label = lambda x: f"{x[0]}/{x[1]}"
     base = {"a": label(a), "b": label(b), "split": split, "metric": "correct_if_parsed"}
-    if not raw:
-        return {**base, "n": 0, "effect": None, "ci95": None, "statistic": None, "p": None, "per_seed": [], "seeds": [],
-                "detectable": None, "seed_level": seed_level([], [], margin),
-                "reason": "in no seed did both models give a parsed answer"}
+    if not raw: return _no_number(**base, margin=margin, reason="in no seed did both models give a parsed answer")
     per = [{"seed": s, "n_a": len(va), "n_b": len(vb), "accuracy_a": float(np.mean(list(va.values()))),
             "accuracy_b": float(np.mean(list(vb.values())))} for s, (va, vb) in zip(seeds, raw)]
     for q in per: q["effect"] = q["accuracy_b"] - q["accuracy_a"]
@@ -153,9 +155,7 @@ def compare(results: "Results", a: tuple[str, str], b: tuple[str, str], split: s
     if metric == "correct_if_parsed": return _compare_parsed(a, b, split, [(va, vb) for va, vb in raw if va and vb],
                                                              [s for s, (va, vb) in zip(raw_seeds, raw) if va and vb], margin)
     if not pairs:   # reported as such, never as a number
-        return {"a": label(a), "b": label(b), "split": split, "metric": metric, "n": 0, "effect": None, "ci95": None,
-                "statistic": None, "p": None, "per_seed": [], "seeds": [], "detectable": None,
-                "seed_level": seed_level([], [], margin), "reason": f"no item has a {metric!r} value on both sides in any seed"}
+        return _no_number(label(a), label(b), split, metric, margin, f"no item has a {metric!r} value on both sides in any seed")
     seeds = kept
     if metric in ("facts", "iou"):
         flat = [({(s, i): v for i, v in pa.items()}, {(s, i): v for i, v in pb.items()}) for s, (pa, pb) in zip(seeds, pairs)]
@@ -193,14 +193,11 @@ def run_tests(results: "Results", tests: dict, seeds: Sequence[int] | None = Non
             raise ValueError(f"test {name!r}: needs a, b and split, and may set {', '.join(TEST_KEYS[3:])}; got {sorted(t)}")
         missing = [f"{x[0]}/{x[1]}" for x in (t["a"], t["b"]) if not results.evaluations(arm=x[0], model=x[1], split=t["split"])]
         if missing:        # a registered test whose model this run did not train (an arm left out): said, never a number
-            out[name] = {"a": "/".join(t["a"]), "b": "/".join(t["b"]), "split": t["split"], "metric": t.get("metric", "correct"),
-                         "n": 0, "effect": None, "ci95": None, "statistic": None, "p": None, "per_seed": [], "seeds": [],
-                         "detectable": None, "seed_level": seed_level([], [], t.get("margin")),
-                         "reason": f"this run has no evaluation of {', '.join(missing)} on {t['split']}"}
-            out[name].update({k: t[k] for k in ("expect", "claim") if k in t})
-            continue
-        out[name] = compare(results, tuple(t["a"]), tuple(t["b"]), t["split"], t.get("metric", "correct"), seeds=seeds,
-                            shortcut=tuple(t["shortcut"]) if t.get("shortcut") else None, margin=t.get("margin"))
+            out[name] = _no_number("/".join(t["a"]), "/".join(t["b"]), t["split"], t.get("metric", "correct"), t.get("margin"),
+                                   f"this run has no evaluation of {', '.join(missing)} on {t['split']}")
+        else:
+            out[name] = compare(results, tuple(t["a"]), tuple(t["b"]), t["split"], t.get("metric", "correct"), seeds=seeds,
+                                shortcut=tuple(t["shortcut"]) if t.get("shortcut") else None, margin=t.get("margin"))
         out[name].update({k: t[k] for k in ("expect", "claim") if k in t})     # the registered hypothesis travels with it
     for name, p in holm({k: v["seed_level"]["p"] for k, v in out.items()}).items(): out[name]["seed_level"]["p_holm"] = p
     return out
@@ -357,11 +354,10 @@ def metrics(results: "Results", split: str, tests: dict, primary: str = "accurac
                "per_seed": {str(e.seed): e.accuracy for e in ev}}
         if items is not None:                  # answers in the expected form, and accuracy among them, per seed
             it = items[(items.arm == arm) & (items.model == model) & (items.split == split)]
-            by = it.groupby("seed")
             row["answer_parsed"] = float(it["parsed"].mean())
-            row["answer_parsed_per_seed"] = {str(s): float(g["parsed"].mean()) for s, g in by}
-            row["correct_if_parsed_per_seed"] = {str(s): float(g.loc[g.parsed, "correct"].mean()) if g.parsed.any() else None
-                                                 for s, g in by}
+            for metric, key in (("parsed", "answer_parsed"), ("correct_if_parsed", "correct_if_parsed")):
+                v = _per_seed(it, metric).droplevel([0, 1, 2])
+                row[f"{key}_per_seed"] = {str(s): float(x) if math.isfinite(x) else None for s, x in v.items()}
         if primary != "accuracy":
             vals = [(e.exact or {}).get(primary, (e.grounding or {}).get(primary)) for e in ev]
             vals = [v for v in vals if v is not None]
@@ -387,15 +383,13 @@ def save_and_glue(m: dict, run_dir: str | Path | None = None) -> dict:
 
 # %% ../nbs/13_report.ipynb #4177754f
 def compute_text(run_dir: str | Path, chapter: str, seeds: Sequence[int]) -> str:
-    "Markdown: the stage seconds by machine of run `run_dir`, and the `r1lit run` command that repeats it."
+    """Markdown: the stage seconds by machine of run `run_dir` (the `cost` that `r1lit.pipeline.run_design` writes into
+    its `results.json`), and the `r1lit run` command that repeats it."""
     from r1lit.core import read_json
-    p = Path(run_dir)/"stages.json"
-    state = read_json(p) if p.exists() else {}
-    by = {}
-    for v in state.values():
-        m = v.get("machine") or "a machine not recorded"
-        by[m] = by.get(m, 0.0) + (v.get("computed_seconds", 0.0) if v.get("reused") else v.get("seconds", 0.0))
-    where = "; ".join(f"{s / 60:.1f} min of stage time on {m}" for m, s in sorted(by.items(), key=lambda x: -x[1])) or "no stage recorded"
+    p = Path(run_dir)/"results.json"
+    by = (read_json(p).get("cost") or {}).get("machines") or {} if p.exists() else {}
+    name = lambda m: "a machine not recorded" if m == "unrecorded" else m
+    where = "; ".join(f"{s / 60:.1f} min of stage time on {name(m)}" for m, s in sorted(by.items(), key=lambda x: -x[1])) or "no stage recorded"
     seeds = list(seeds)
     return (f"**Compute.** {where} (stage seconds added up over processes that ran side by side). **Repeat:** "
             f"`r1lit run {chapter} -p seeds '{seeds}'`; on a machine with a GPU or many cores add `-p workers N` to train N "
@@ -469,8 +463,7 @@ def item_table(results: "Results"):
         recs = read_records(d)
         t = pd.DataFrame({"seed": e.seed, "arm": e.arm, "model": e.model, "split": e.split,
                           "id": [r["id"] for r in recs],
-                          "parsed": [r.get("error") is None and r.get("answer") is not None for r in recs],
-                          "correct": [bool(r["correct"]) and r.get("error") is None for r in recs],
+                          "parsed": [is_parsed(r) for r in recs], "correct": [is_right(r) for r in recs],
                           "gold": [r.get("gold") for r in recs], "relation": [r.get("relation") for r in recs]})
         if (d/"gt_judgments.jsonl").exists():
             j = {it["id"]: it for it in read_jsonl(d/"gt_judgments.jsonl")}
@@ -519,15 +512,13 @@ def hypotheses_of(reg: dict) -> dict:
 
 def registration_record(reg_or_path, root: str | Path | None = None) -> dict:
     "`{file, sha256, commit, committed_at, changed}` of a registration file (`changed`: it differs from its last commit)."
-    import hashlib, subprocess
+    import hashlib
+    from r1lit.experiments import git
     p = Path(reg_or_path["file"] if isinstance(reg_or_path, dict) else reg_or_path).resolve()
     root = Path(root or project_root()).resolve()
     rel = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
-    def git(*a):
-        try: return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError): return None
-    commit, when = (git("log", "-1", "--format=%H %cI", "--", rel) or " ").split(" ", 1) if git("rev-parse", "HEAD") else (None, None)
-    changed = bool(git("status", "--porcelain", "--", rel)) if commit else None
+    commit, when = (git(root, "log", "-1", "--format=%H %cI", "--", rel) or " ").split(" ", 1) if git(root, "rev-parse", "HEAD") else (None, None)
+    changed = bool(git(root, "status", "--porcelain", "--", rel)) if commit else None
     return {"file": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "commit": commit or None,
             "committed_at": when or None, "changed": changed}
 
