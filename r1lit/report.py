@@ -26,8 +26,9 @@ __all__ = ['EXACT_KEYS', 'TEST_KEYS', 'EXPECT', 'RATE_METRICS', 'ITEMS_FILE', 'R
            'shortcut_table', 'seed_result', 'tests_table', 'tests_prose', 'effect_text', 'verdict', 'verdict_word',
            'verdicts', 'replication_table', 'metrics', 'save_and_glue', 'compute_text', 'settings_table',
            'settings_markdown', 'item_table', 'save_items', 'registration_path', 'registration', 'hypotheses_of',
-           'registration_record', 'preregistered', 'use_registration', 'failures', 'plot_seeds', 'plot_tests',
-           'plot_training', 'log_mean', 'log_change', 'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items',
+           'registration_record', 'preregistered', 'use_registration', 'failures', 'registered_tests',
+           'registration_metrics', 'registration_summary', 'passed_text', 'plot_seeds', 'plot_tests', 'plot_training',
+           'log_mean', 'log_change', 'plot_checkpoints', 'plot_categories', 'seed_table', 'plot_items',
            'reported_tables', 'reported']
 
 # %% ../nbs/13_report.ipynb #3c0e0007
@@ -586,6 +587,32 @@ def failures(results: "Results", rule: dict) -> dict:
              f"{metric} below {rule['min']}")
     return {"rule": words, "failed": failed, "passed": [s for s in results.seeds if s not in failed], "k": k,
             "rate": len(failed) / k if k else None, "values": values}
+
+# %% ../nbs/13_report.ipynb #f309e69d
+def registered_tests(results: "Results", reg: dict, failed: dict) -> tuple[dict, dict | None]:
+    "`(tests on every seed, tests on the seeds that passed the validity rule or None when none or all passed)`."
+    ok = failed["passed"]
+    return (run_tests(results, reg["tests"]),
+            run_tests(results, reg["tests"], seeds=ok) if 1 < len(ok) < len(results.seeds) else None)
+
+def registration_metrics(reg: dict, failed: dict, passed: dict | None) -> dict:
+    "The `metrics.json` entries of a registered chapter: `registration`, `failures` and `passed_seeds_tests`."
+    return {"registration": {**{k: reg["record"][k] for k in ("file", "sha256", "commit")}, "preregistered": reg["preregistered"],
+                             "primary": reg["primary"], "min_seeds": reg["min_seeds"]},
+            "failures": {k: failed[k] for k in ("rule", "failed", "k", "rate")}, "passed_seeds_tests": passed}
+
+def registration_summary(reg: dict, tests: dict, failed: dict, seeds: Sequence[int]) -> str:
+    "Markdown: the primary test at the seed level, the seeds run against the registered minimum, the failed seeds, the registration."
+    return (f"**Primary test** ({reg['primary']}): {effect_text(tests[reg['primary']])}. "
+            f"**Seeds:** {len(seeds)} (registered minimum {reg['min_seeds']}). "
+            f"**Failed seeds:** {len(failed['failed'])} of {failed['k']} ({failed['rule']}): {failed['failed'] or 'none'}. "
+            f"**Registration:** {'pre-registered' if reg['preregistered'] else 'not pre-registered'}, {reg['preregistration']}.")
+
+def passed_text(passed: dict | None) -> str:
+    "Markdown: the secondary analysis on the seeds that passed the validity rule (empty when there is none)."
+    if not passed: return ""
+    return ("\n\nOn the seeds that passed the validity rule only (secondary): "
+            + "; ".join(f"{k} {effect_text(t)}" for k, t in passed.items()) + ".")
 
 # %% ../nbs/13_report.ipynb #3c0e000e
 def plot_seeds(results: "Results", splits: Sequence[str] | None = None, title: str = "", chance: float | None = 0.5,
